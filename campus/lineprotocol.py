@@ -1,0 +1,66 @@
+"""InfluxDB line protocol, written by one careful function.
+
+Escaping follows the line-protocol reference: commas and spaces in the
+measurement; commas, equals signs and spaces in tag keys, tag values and field
+keys; double quotes and backslashes in string field values. Tag values that
+line protocol cannot carry at all (newline, CR, tab, a trailing backslash,
+empty) raise instead of being mangled: callers allowlist them first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+_MEAS = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_FORBIDDEN = ("\n", "\r", "\t")
+
+
+def _check(kind: str, value: str) -> None:
+    if not value:
+        raise ValueError(f"empty {kind}")
+    if any(c in value for c in _FORBIDDEN):
+        raise ValueError(f"{kind} {value!r} contains a newline, CR or tab")
+    if value.endswith("\\"):
+        raise ValueError(f"{kind} {value!r} ends with a backslash")
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name."""
+    _check("measurement", name)
+    return name.translate(_MEAS)
+
+
+def escape_key(name: str) -> str:
+    """Escape a tag key, tag value or field key."""
+    _check("key or tag value", name)
+    return name.translate(_KEY)
+
+
+def format_field_value(value: float | int | bool | str) -> str:
+    """Format a field value: numbers as floats (the contract), strings quoted."""
+    if isinstance(value, str):
+        if any(c in value for c in ("\n", "\r")):
+            value = value.replace("\r", " ").replace("\n", " ")
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    f = float(value)
+    if not math.isfinite(f):
+        raise ValueError(f"non-finite field value {value!r}")
+    return repr(f)
+
+
+def point(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, float | int | bool | str],
+    ts: int | None,
+) -> str:
+    """One line of line protocol; tags sorted by key as InfluxDB prefers."""
+    if not fields:
+        raise ValueError("a point needs at least one field")
+    head = escape_measurement(measurement)
+    for k in sorted(tags):
+        head += f",{escape_key(k)}={escape_key(tags[k])}"
+    body = ",".join(f"{escape_key(k)}={format_field_value(v)}" for k, v in fields.items())
+    return f"{head} {body}" if ts is None else f"{head} {body} {int(ts)}"

@@ -1,0 +1,147 @@
+"""Settings from the environment, a ``.env`` file and ``config/settings.yaml``.
+
+Precedence, highest first: environment variables (``CAMPUS_*``), ``.env``,
+``$CAMPUS_CONFIG_DIR/settings.yaml``, then the defaults below. Settings are
+read through the cached :func:`get_settings`, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from campus.errors import SettingsError
+
+
+class Settings(BaseSettings):
+    """Everything a service needs to find its peers; see DESIGN.md section 5."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CAMPUS_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = Field("campus", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    influx_token: str | None = None
+    influx_user: str | None = None
+    influx_password: str | None = None
+    db_url: str = "sqlite:///var/campus.db"
+    config_dir: Path = Path("config")
+    api_port: int = Field(8000, ge=1, le=65535)
+    var_dir: Path = Path("var")
+    log_level: str = "INFO"
+
+    # ingest
+    ingest_client_id: str = "campus-ingest"
+    ingest_group: str = Field("ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    ingest_session_expiry_s: int = Field(86400, ge=0)
+    ingest_batch_size: int = Field(5000, ge=1, le=100_000)
+    ingest_flush_interval_s: float = Field(1.0, gt=0, le=60)
+    ingest_queue_limit: int = Field(200_000, ge=1000)
+    ingest_max_payload_bytes: int = Field(256 * 1024, ge=1024)
+    ingest_max_batch_readings: int = Field(1000, ge=1)
+    ingest_future_tolerance_s: float = Field(300, ge=0)
+    ingest_progress_interval_s: float = Field(10, gt=0)
+    dead_letter_path: Path | None = None
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"must look like mqtt://host:port or mqtts://host:port, got {v!r}")
+        return v
+
+    @field_validator("influx_url")
+    @classmethod
+    def _http_scheme(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Add ``settings.yaml`` from the config folder below the environment."""
+        config_dir = Path(os.environ.get("CAMPUS_CONFIG_DIR", "config"))
+        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=config_dir / "settings.yaml")
+        return (init_settings, env_settings, dotenv_settings, yaml_source, file_secret_settings)
+
+    # derived paths -------------------------------------------------------
+
+    @property
+    def campus_file(self) -> Path:
+        """The campus registry."""
+        return self.config_dir / "campus.yaml"
+
+    @property
+    def calendar_file(self) -> Path:
+        """The academic calendar."""
+        return self.config_dir / "calendar.yaml"
+
+    @property
+    def dead_letter_file(self) -> Path:
+        """Where rejected messages are appended (JSON lines)."""
+        return self.dead_letter_path or self.var_dir / "dead-letter.jsonl"
+
+    @property
+    def mqtt(self) -> MqttTarget:
+        """The broker URL, split."""
+        return MqttTarget.parse(self.mqtt_url)
+
+
+class MqttTarget:
+    """Host, port, credentials and TLS flag from an ``mqtt://`` URL."""
+
+    def __init__(
+        self, host: str, port: int, tls: bool, username: str | None, password: str | None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.username = username
+        self.password = password
+
+    @classmethod
+    def parse(cls, url: str) -> MqttTarget:
+        """Split ``mqtt[s]://[user:pass@]host[:port]``."""
+        p = urlsplit(url)
+        tls = p.scheme == "mqtts"
+        return cls(
+            host=p.hostname or "127.0.0.1",
+            port=p.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(p.username) if p.username else None,
+            password=unquote(p.password) if p.password else None,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CAMPUS_{'_'.join(str(x) for x in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

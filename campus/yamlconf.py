@@ -1,0 +1,133 @@
+"""YAML loading that remembers where every value came from.
+
+Configuration errors must name the file, the line and the field. PyYAML's
+composer gives every node a start mark; we build plain Python data from the
+node tree and keep a map from each value's path (``("buildings", 3, "id")``) to
+its 1-based line, then turn pydantic errors and our own reference checks into
+:class:`~campus.errors.ConfigIssue` objects located by that map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from campus.errors import ConfigError, ConfigIssue
+
+Path_ = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe loader (no arbitrary objects) used only to compose nodes."""
+
+
+def _construct(loader: _Loader, node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in out:
+                raise ConfigError(
+                    [
+                        ConfigIssue(
+                            str(loader.name),
+                            key_node.start_mark.line + 1,
+                            format_path((*path, key)),
+                            f"duplicate key {key!r}",
+                        )
+                    ]
+                )
+            out[key] = _construct(loader, value_node, (*path, key), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _construct(loader, child, (*path, i), lines) for i, child in enumerate(node.value)
+        ]
+    return loader.construct_object(node, deep=True)
+
+
+class Located:
+    """Parsed YAML data plus the line of every value in it."""
+
+    def __init__(self, file: str, data: Any, lines: dict[Path_, int]) -> None:
+        self.file = file
+        self.data = data
+        self.lines = lines
+
+    def line_of(self, path: Iterable[str | int]) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return self.lines.get((), None)
+
+    def issue(self, path: Iterable[str | int], message: str) -> ConfigIssue:
+        """A located issue for ``path``."""
+        p = tuple(path)
+        return ConfigIssue(self.file, self.line_of(p), format_path(p), message)
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    """``("buildings", 3, "id")`` -> ``buildings[3].id``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def load_located(path: str | Path) -> Located:
+    """Parse a YAML file, raising :class:`ConfigError` with the line on syntax errors."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read: {exc.strerror}")]) from exc
+    return load_located_text(text, str(p))
+
+
+def load_located_text(text: str, name: str) -> Located:
+    """Parse YAML text under the file name ``name``."""
+    loader = _Loader(text)
+    loader.name = name
+    lines: dict[Path_, int] = {}
+    try:
+        node = loader.get_single_node()
+        data = {} if node is None else _construct(loader, node, (), lines)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([ConfigIssue(name, line, "", f"YAML syntax: {exc.problem}")]) from exc
+    finally:
+        loader.dispose()
+    return Located(name, data, lines)
+
+
+def validate(model: type[M], located: Located, context: dict[str, Any] | None = None) -> M:
+    """Validate ``located.data`` as ``model``; every error names file, line and field."""
+    try:
+        return model.model_validate(located.data, context=context)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            msg = err["msg"]
+            if "input" in err and err["type"] not in ("missing",) and _short(err["input"]):
+                msg += f" (got {err['input']!r})"
+            issues.append(located.issue(loc, msg))
+        raise ConfigError(issues) from None
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) and len(repr(value)) <= 80

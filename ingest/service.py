@@ -1,0 +1,215 @@
+"""The ingester: subscribe, decode, batch, write, dead-letter, report progress.
+
+It connects with MQTT 5, a fixed client id, ``clean_start`` off and a session
+expiry, and subscribes at QoS 1 to ``$share/{group}/campus/#``: a shared
+subscription so several ingesters split the stream (DESIGN.md section 3). It
+subscribes to the whole ``campus/#`` tree rather than ``campus/+/+/+`` so that
+status topics and wrongly shaped topics reach the decoder too, and the latter
+are dead-lettered instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from campus.influx import InfluxClient
+from campus.lineprotocol import point
+from campus.registry import Campus
+from campus.settings import Settings
+from ingest.deadletter import DeadLetter
+from ingest.decode import Decoder, Limits, StatusEvent
+from ingest.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+UNREGISTERED_TAG = "unregistered"
+
+
+@dataclass
+class Stats:
+    """Counters reported by the progress line."""
+
+    received: int = 0
+    readings: int = 0
+    rejected: int = 0
+    unknown: int = 0
+    statuses: int = 0
+
+
+class Ingester:
+    """One ingest process; :meth:`run` blocks until :meth:`stop`."""
+
+    def __init__(self, settings: Settings, campus: Campus) -> None:
+        self.settings = settings
+        self.campus = campus
+        self.decoder = Decoder(
+            campus,
+            Limits(
+                max_payload_bytes=settings.ingest_max_payload_bytes,
+                max_batch_readings=settings.ingest_max_batch_readings,
+                future_tolerance_ms=int(settings.ingest_future_tolerance_s * 1000),
+            ),
+        )
+        self.dead = DeadLetter(settings.dead_letter_file)
+        self.influx = InfluxClient.from_settings(settings)
+        self.writer = BatchWriter(
+            self.influx,
+            batch_size=settings.ingest_batch_size,
+            flush_interval=settings.ingest_flush_interval_s,
+            queue_limit=settings.ingest_queue_limit,
+            on_rejected=lambda line, reason: self.dead.add("influxdb", line, reason),
+        )
+        self.stats = Stats()
+        self.unknown_devices: Counter[str] = Counter()
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.client = self._make_client()
+
+    # ------------------------------------------------------------------ mqtt
+
+    def _make_client(self) -> mqtt.Client:
+        target = self.settings.mqtt
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.settings.ingest_client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        if target.username:
+            client.username_pw_set(target.username, target.password)
+        if target.tls:
+            client.tls_set()
+        client.max_inflight_messages_set(1000)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    @property
+    def topic(self) -> str:
+        """The shared subscription this ingester joins."""
+        return f"$share/{self.settings.ingest_group}/campus/#"
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: object, properties: object) -> None:
+        if getattr(reason_code, "is_failure", False):
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        log.info("connected to %s:%s (session present: %s); subscribing to %s",
+                 self.settings.mqtt.host, self.settings.mqtt.port,
+                 flags.session_present, self.topic)
+        client.subscribe(self.topic, qos=1)
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
+                       reason_code: object, properties: object) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("disconnected from broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self.handle(msg.topic, msg.payload)
+        except Exception:  # a bug must not kill the network thread
+            log.exception("unexpected error handling a message on %r", msg.topic)
+            self.dead.add(msg.topic, msg.payload, "internal error while decoding")
+
+    # --------------------------------------------------------------- handling
+
+    def handle(self, topic: str, payload: bytes, now_ms: int | None = None) -> None:
+        """Decode one message and queue what it yields."""
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        decoded = self.decoder.decode(topic, payload, now)
+        lines: list[str] = []
+        for reading in decoded.readings:
+            device = self.campus.get(reading.device)
+            if device is not None:
+                tags = device.influx_tags()
+            else:
+                tags = {"building": reading.building, "device": reading.device,
+                        UNREGISTERED_TAG: "true"}
+            lines.append(point(reading.kind, tags, reading.metrics, reading.ts_ms))
+        if decoded.status is not None:
+            lines.append(self._status_line(decoded.status, now))
+        for rej in decoded.rejections:
+            self.dead.add(topic, payload, rej.reason)
+        with self._lock:
+            self.stats.received += 1
+            self.stats.readings += len(decoded.readings)
+            self.stats.rejected += len(decoded.rejections)
+            if decoded.status is not None:
+                self.stats.statuses += 1
+            if decoded.unknown_device and decoded.readings:
+                self.stats.unknown += len(decoded.readings)
+                parts = topic.split("/")
+                self.unknown_devices["/".join(parts[1:4])] += len(decoded.readings)
+        self.writer.put(lines)
+
+    def _status_line(self, st: StatusEvent, now_ms: int) -> str:
+        return point(
+            "device_status",
+            {"building": st.building, "kind": st.kind, "device": st.device},
+            {"online": 1.0 if st.online else 0.0, "status": "online" if st.online else "offline"},
+            now_ms,
+        )
+
+    # --------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Create the database, start the writer, connect (non-blocking)."""
+        try:
+            self.influx.create_database()
+        except Exception as exc:  # the writer retries; do not refuse to start
+            log.warning("cannot create database yet (%s); will retry on write", exc)
+        self.writer.start()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.ingest_session_expiry_s
+        target = self.settings.mqtt
+        self.client.connect_async(target.host, target.port, keepalive=30,
+                                  clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def run(self) -> None:
+        """Start, then print progress until :meth:`stop` is called."""
+        self.start()
+        interval = self.settings.ingest_progress_interval_s
+        last = time.monotonic()
+        last_stats = (0, 0, 0)
+        while not self._stop.wait(interval):
+            now = time.monotonic()
+            with self._lock:
+                cur = (self.stats.received, self.writer.stored, self.stats.rejected)
+            rate = [(c - p) / (now - last) for c, p in zip(cur, last_stats, strict=True)]
+            log.info(
+                "received %d (%.0f/s)  stored %d points (%.0f/s)  rejected %d (%.0f/s)  "
+                "unknown devices %d  queued %d",
+                cur[0], rate[0], cur[1], rate[1], cur[2], rate[2],
+                len(self.unknown_devices), self.writer.pending(),
+            )
+            last, last_stats = now, cur
+        self.shutdown()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (safe from a signal handler)."""
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        """Disconnect, write what is queued, close files."""
+        self._stop.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.writer.stop()
+        self.influx.close()
+        self.dead.close()
+        log.info("ingest stopped: %d messages, %d points stored, %d rejected",
+                 self.stats.received, self.writer.stored, self.stats.rejected)

@@ -1,0 +1,49 @@
+"""Helpers that run the real `campus` command line against test servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from campus.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def campus_env(settings: Settings) -> dict[str, str]:
+    """Environment for a `campus` subprocess using these settings."""
+    env = dict(os.environ)
+    for key, value in settings.model_dump().items():
+        if value is not None:
+            env[f"CAMPUS_{key.upper()}"] = str(value)
+    return env
+
+
+def run_campus(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real `campus` command line and return what it printed."""
+    return subprocess.run(
+        [sys.executable, "-m", "campus.cli", *args], env=campus_env(settings), cwd=ROOT,
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+def start_campus(settings: Settings, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    """Start a long-running `campus` command (ingest) with its output in ``log``."""
+    fh = log.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "campus.cli", *args], env=campus_env(settings), cwd=ROOT,
+        stdout=fh, stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25):  # noqa: ANN001, ANN201
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
