@@ -345,11 +345,13 @@ def stack_status() -> None:
 @main.command()
 @click.option("--backfill", default="1h", show_default=True,
               help="Simulate this much past first, as fast as possible ('0s' for none).")
-@click.option("--speed", default="1", show_default=True, help="Speed once caught up.")
 @click.option("--simulate/--no-simulate", "with_sim", default=True, show_default=True,
               help="Run the simulated campus.")
-def up(backfill: str, speed: str, with_sim: bool) -> None:
+def up(backfill: str, with_sim: bool) -> None:
     """Run the whole platform locally: broker, InfluxDB, ingest and the simulated campus.
+
+    The simulator first plays the last --backfill of event time as fast as
+    possible, then carries on in real time.
 
     Starts Mosquitto and influxd (data under var/) only where none answers at
     the configured URLs. Ctrl-C stops everything it started.
@@ -378,8 +380,8 @@ def up(backfill: str, speed: str, with_sim: bool) -> None:
         exe = [sys.executable, "-m", "campus.cli"]
         children.append(subprocess.Popen([*exe, "ingest"]))  # noqa: S603
         if with_sim:
-            sim_args = ["simulate", "--speed", speed]
-            if back.total_seconds() > 0:
+            sim_args = ["simulate"]
+            if back.total_seconds() > 0:  # catch up as fast as possible, then real time
                 sim_args += ["--start", f"-{int(back.total_seconds())}s"]
             children.append(subprocess.Popen([*exe, *sim_args]))  # noqa: S603
         click.echo(

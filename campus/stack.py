@@ -14,6 +14,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -32,6 +33,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    """True when 127.0.0.1:port can be bound now."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -183,20 +194,32 @@ class Mosquitto(Managed):
             "persistent_client_expiration 14d\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 1000\n"
-            "log_dest stderr\n"
+            + self._user_line(data)
+            + "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             + self.extra_config
         )
-        if os.geteuid() == 0:
-            # Started as root, mosquitto drops to the `mosquitto` user; a root-owned
-            # persistence folder would make every save fail silently (RELIABILITY.md).
-            try:
-                user = pwd.getpwnam("mosquitto")
-            except KeyError:
-                return
-            os.chown(data, user.pw_uid, user.pw_gid)
-            for f in data.iterdir():
-                os.chown(f, user.pw_uid, user.pw_gid)
+
+    def _user_line(self, data: Path) -> str:
+        """The ``user`` line that lets the broker write its persistence folder.
+
+        Started as root, mosquitto drops to the `mosquitto` user; a folder that
+        user cannot write makes every save fail silently (RELIABILITY.md). We
+        hand the folder to that user when it can reach it, and otherwise (a
+        checkout under /root, a 0700 temporary folder) keep the broker as root.
+        """
+        if os.geteuid() != 0:
+            return ""
+        try:
+            user = pwd.getpwnam("mosquitto")
+        except KeyError:
+            return "user root\n"
+        if not _reachable(data.resolve().parent, user.pw_uid, user.pw_gid):
+            return "user root\n"
+        os.chown(data, user.pw_uid, user.pw_gid)
+        for f in data.iterdir():
+            os.chown(f, user.pw_uid, user.pw_gid)
+        return ""
 
     def command(self) -> list[str]:
         """mosquitto -c <config>."""
@@ -206,6 +229,21 @@ class Mosquitto(Managed):
     def url(self) -> str:
         """The broker's mqtt:// URL."""
         return f"mqtt://{self.host}:{self.port}"
+
+
+def _reachable(folder: Path, uid: int, gid: int) -> bool:
+    """True when a user (uid, gid) may traverse every folder down to ``folder``."""
+    for p in (folder, *folder.parents):
+        st = p.stat()
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid == gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
 
 
 class Influxd(Managed):
@@ -269,5 +307,7 @@ def stack_services(mqtt_url: str, influx_url: str, var_dir: Path) -> list[Manage
         services.append(Mosquitto(var_dir / "mosquitto", port, "127.0.0.1"))
     host, port, local = local_target(influx_url, 8086)
     if local:
-        services.append(Influxd(var_dir / "influxdb", port, "127.0.0.1", rpc_port=port + 2))
+        # influxd also listens for backup RPC, by default 2 ports above HTTP (8088)
+        rpc = port + 2 if port + 2 < 65536 and port_free(port + 2) else free_port()
+        services.append(Influxd(var_dir / "influxdb", port, "127.0.0.1", rpc_port=rpc))
     return services
