@@ -7,6 +7,7 @@ refer to its periods. Dates not covered by any period are holidays; closures
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -96,10 +97,11 @@ def load_calendar(path: str | Path) -> AcademicCalendar:
     cfg = validate(CalendarConfig, located)
     issues = []
     spans = sorted(enumerate(cfg.periods), key=lambda ip: ip[1].start)
-    for (_, a), (j, b) in zip(spans, spans[1:], strict=False):
+    for (_, a), (j, b) in itertools.pairwise(spans):
         if b.start <= a.end:
-            issues.append(located.issue(("periods", j, "start"),
-                                        f"period {b.name!r} overlaps {a.name!r}"))
+            issues.append(
+                located.issue(("periods", j, "start"), f"period {b.name!r} overlaps {a.name!r}")
+            )
     if issues:
         raise ConfigError(issues)
     return AcademicCalendar(cfg)

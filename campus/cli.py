@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -104,8 +103,10 @@ def config_check() -> None:
     kinds: dict[str, int] = {}
     for d in campus:
         kinds[d.kind] = kinds.get(d.kind, 0) + 1
-    click.echo(f"{s.campus_file}: {len(campus.buildings)} buildings, {len(campus)} devices "
-               f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})")
+    click.echo(
+        f"{s.campus_file}: {len(campus.buildings)} buildings, {len(campus)} devices "
+        f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})"
+    )
     click.echo(f"{s.calendar_file}: ok")
 
 
@@ -121,14 +122,23 @@ def devices() -> None:
 def devices_list(as_json: bool, building: str | None, kind: str | None) -> None:
     """Every registered device: id, building, kind and metrics."""
     campus = _campus()
-    devs = [d for d in campus
-            if (building is None or d.building == building) and (kind is None or d.kind == kind)]
+    devs = [
+        d
+        for d in campus
+        if (building is None or d.building == building) and (kind is None or d.kind == kind)
+    ]
     if as_json:
         click.echo(json.dumps([d.as_json() for d in devs], indent=1))
         return
     for d in devs:
-        where = " ".join(x for x in (f"floor {d.floor}" if d.floor is not None else "",
-                                     f"room {d.room}" if d.room else "") if x)
+        where = " ".join(
+            x
+            for x in (
+                f"floor {d.floor}" if d.floor is not None else "",
+                f"room {d.room}" if d.room else "",
+            )
+            if x
+        )
         click.echo(f"{d.id:24} {d.building:10} {d.kind:6} {where:18} {','.join(d.metrics)}")
     click.echo(f"{len(devs)} devices", err=True)
 
@@ -152,8 +162,10 @@ def devices_unknown(as_json: bool) -> None:
         return
     click.echo(f"{'device':24} {'building':12} {'kind':6} {'readings':>9}  first seen → last seen")
     for u in found:
-        click.echo(f"{u['device']:24} {u['building']:12} {u['kind']:6} {u['readings']:>9}  "
-                   f"{u['first_seen']} → {u['last_seen']}")
+        click.echo(
+            f"{u['device']:24} {u['building']:12} {u['kind']:6} {u['readings']:>9}  "
+            f"{u['first_seen']} → {u['last_seen']}"
+        )
 
 
 # ------------------------------------------------------------------------ simulate
@@ -164,7 +176,7 @@ class _Speed(click.ParamType):
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float | None:
         if value is None or isinstance(value, float):
-            return value  # type: ignore[no-any-return]
+            return value
         if str(value) == "max":
             return None
         try:
@@ -177,21 +189,43 @@ class _Speed(click.ParamType):
 
 
 @main.command()
-@click.option("--start", default=None,
-              help="Event time to start at: ISO time, 'now' or relative (-1d, -2h). Default: now.")
+@click.option(
+    "--start",
+    default=None,
+    help="Event time to start at: ISO time, 'now' or relative (-1d, -2h). Default: now.",
+)
 @click.option("--end", default=None, help="Event time to stop at (same forms). Default: never.")
-@click.option("--speed", type=_Speed(), default=None,
-              help="Event seconds per wall second, or 'max' (default: max with --end, else 1).")
+@click.option(
+    "--speed",
+    type=_Speed(),
+    default=None,
+    help="Event seconds per wall second, or 'max' (default: max with --end, else 1).",
+)
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
-@click.option("--devices", "patterns", multiple=True,
-              help="Only devices or buildings matching this glob (repeatable).")
-@click.option("--status/--no-status", default=True, show_default=True,
-              help="Hold one connection per device with a retained online status and an "
-                   "'offline' last will.")
+@click.option(
+    "--devices",
+    "patterns",
+    multiple=True,
+    help="Only devices or buildings matching this glob (repeatable).",
+)
+@click.option(
+    "--status/--no-status",
+    default=True,
+    show_default=True,
+    help="Hold one connection per device with a retained online status and an 'offline' last will.",
+)
 @click.option("--client-id", default="campus-sim", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the published counts as JSON.")
-def simulate(start: str | None, end: str | None, speed: float | None, seed: int,
-             patterns: tuple[str, ...], status: bool, client_id: str, as_json: bool) -> None:
+def simulate(
+    start: str | None,
+    end: str | None,
+    speed: float | None,
+    seed: int,
+    patterns: tuple[str, ...],
+    status: bool,
+    client_id: str,
+    as_json: bool,
+) -> None:
     """Publish the simulated campus's readings to the broker.
 
     Real time by default; --speed 60 plays an hour a minute; --start/--end
@@ -215,8 +249,9 @@ def simulate(start: str | None, end: str | None, speed: float | None, seed: int,
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     if t1 is not None and t1 <= t0:
-        raise click.BadParameter(f"--end ({t1.isoformat()}) must be after --start "
-                                 f"({t0.isoformat()})")
+        raise click.BadParameter(
+            f"--end ({t1.isoformat()}) must be after --start ({t0.isoformat()})"
+        )
     if speed is None and t1 is None and start is None:
         speed = 1.0
     if speed is None and t1 is None:
@@ -232,21 +267,37 @@ def simulate(start: str | None, end: str | None, speed: float | None, seed: int,
         fleet.start()
         if not fleet.wait_online(60):
             log.warning("not every device status connection came up")
-    run = SimulationRun(sim, pub.publish, t0.timestamp(), t1.timestamp() if t1 else None,
-                        speed=speed, devices={d.id for d in chosen})
+    run = SimulationRun(
+        sim,
+        pub.publish,
+        t0.timestamp(),
+        t1.timestamp() if t1 else None,
+        speed=speed,
+        devices={d.id for d in chosen},
+    )
     mode = "as fast as possible" if speed is None else f"x{speed:g}"
-    log.info("simulating %d devices from %s to %s, %s, seed %d", len(chosen),
-             t0.isoformat(timespec="seconds"), t1.isoformat(timespec="seconds") if t1 else "∞",
-             mode, seed)
+    log.info(
+        "simulating %d devices from %s to %s, %s, seed %d",
+        len(chosen),
+        t0.isoformat(timespec="seconds"),
+        t1.isoformat(timespec="seconds") if t1 else "∞",
+        mode,
+        seed,
+    )
     total = run.ticks_total()
     with _on_signals(run.stop_event.set):
         if total is not None and sys.stderr.isatty():
-            with Progress(TextColumn("[bold]simulate"), BarColumn(),
-                          TextColumn("{task.completed}/{task.total} ticks {task.fields[ev]}"),
-                          TimeRemainingColumn(), transient=False) as bar:
+            with Progress(
+                TextColumn("[bold]simulate"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} ticks {task.fields[ev]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            ) as bar:
                 task = bar.add_task("sim", total=total, ev="")
                 run.on_tick = lambda t, n: bar.update(
-                    task, completed=n, ev=datetime.fromtimestamp(t, UTC).strftime("%m-%d %H:%M"))
+                    task, completed=n, ev=datetime.fromtimestamp(t, UTC).strftime("%m-%d %H:%M")
+                )
                 counts = run.run()
         else:
             last = [time.monotonic()]
@@ -254,9 +305,12 @@ def simulate(start: str | None, end: str | None, speed: float | None, seed: int,
             def report(t: int, n: int) -> None:
                 if time.monotonic() - last[0] >= 10:
                     last[0] = time.monotonic()
-                    log.info("event time %s, %d ticks, %d readings published",
-                             datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds"), n,
-                             sum(run.published.values()))
+                    log.info(
+                        "event time %s, %d ticks, %d readings published",
+                        datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds"),
+                        n,
+                        sum(run.published.values()),
+                    )
 
             run.on_tick = report
             counts = run.run()
@@ -268,8 +322,12 @@ def simulate(start: str | None, end: str | None, speed: float | None, seed: int,
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        log.info("published %d readings (%s); all acknowledged: %s", summary["total"],
-                 ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), acked)
+        log.info(
+            "published %d readings (%s); all acknowledged: %s",
+            summary["total"],
+            ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+            acked,
+        )
     if not acked:
         raise click.ClickException("the broker did not acknowledge every reading")
 
@@ -287,8 +345,13 @@ def ingest(client_id: str | None) -> None:
     if client_id:
         s = s.model_copy(update={"ingest_client_id": client_id})
     ingester = Ingester(s, _campus())
-    log.info("ingest: %s -> %s/%s, dead letters in %s", s.mqtt_url, s.influx_url, s.influx_db,
-             s.dead_letter_file)
+    log.info(
+        "ingest: %s -> %s/%s, dead letters in %s",
+        s.mqtt_url,
+        s.influx_url,
+        s.influx_db,
+        s.dead_letter_file,
+    )
     with _on_signals(ingester.stop):
         ingester.run()
 
@@ -317,8 +380,10 @@ def stack_start() -> None:
             click.echo(f"{svc.name:10} already answering on {svc.host}:{svc.port}")
             continue
         svc.start(detach=True)
-        click.echo(f"{svc.name:10} started on {svc.host}:{svc.port} (pid {svc.proc.pid}, "
-                   f"data {svc.root}, log {svc.log_file})")
+        click.echo(
+            f"{svc.name:10} started on {svc.host}:{svc.port} (pid {svc.proc.pid}, "
+            f"data {svc.root}, log {svc.log_file})"
+        )
 
 
 @stack.command("stop")
@@ -343,10 +408,19 @@ def stack_status() -> None:
 
 
 @main.command()
-@click.option("--backfill", default="1h", show_default=True,
-              help="Simulate this much past first, as fast as possible ('0s' for none).")
-@click.option("--simulate/--no-simulate", "with_sim", default=True, show_default=True,
-              help="Run the simulated campus.")
+@click.option(
+    "--backfill",
+    default="1h",
+    show_default=True,
+    help="Simulate this much past first, as fast as possible ('0s' for none).",
+)
+@click.option(
+    "--simulate/--no-simulate",
+    "with_sim",
+    default=True,
+    show_default=True,
+    help="Run the simulated campus.",
+)
 def up(backfill: str, with_sim: bool) -> None:
     """Run the whole platform locally: broker, InfluxDB, ingest and the simulated campus.
 
@@ -378,26 +452,28 @@ def up(backfill: str, with_sim: bool) -> None:
             svc.start()
             started.append(svc)
         exe = [sys.executable, "-m", "campus.cli"]
-        children.append(subprocess.Popen([*exe, "ingest"]))  # noqa: S603
+        names = ["ingest"]
+        children.append(subprocess.Popen([*exe, "ingest"]))
         if with_sim:
             sim_args = ["simulate"]
             if back.total_seconds() > 0:  # catch up as fast as possible, then real time
                 sim_args += ["--start", f"-{int(back.total_seconds())}s"]
-            children.append(subprocess.Popen([*exe, *sim_args]))  # noqa: S603
+            children.append(subprocess.Popen([*exe, *sim_args]))
+            names.append("simulate")
         click.echo(
             "\nThe campus platform runs:\n"
             f"  MQTT broker   {s.mqtt_url}  (readings on campus/<building>/<kind>/<device>)\n"
             f"  InfluxDB      {s.influx_url}  database '{s.influx_db}'\n"
             f"  dead letters  {s.dead_letter_file}\n"
             f"  try           curl -G {s.influx_url}/query --data-urlencode db={s.influx_db} "
-            "--data-urlencode \"q=SELECT count(power_kw) FROM power WHERE time > now() - 5m\"\n"
+            '--data-urlencode "q=SELECT count(power_kw) FROM power WHERE time > now() - 5m"\n'
             "Ctrl-C stops everything campus started.\n"
         )
         with _on_signals(stop.set), InfluxClient.from_settings(s) as influx:
             while not stop.wait(15):
-                for c in children:
+                for name, c in zip(names, children, strict=True):
                     if c.poll() is not None and c.returncode != 0:
-                        raise click.ClickException(f"{c.args[3]} exited with {c.returncode}")
+                        raise click.ClickException(f"campus {name} exited with {c.returncode}")
                 _report_counts(influx, ("power", "water", "hvac", "dorm"))
     finally:
         for c in reversed(children):  # simulator first, then ingest (which flushes)
@@ -419,7 +495,9 @@ def _report_counts(influx: Any, kinds: tuple[str, ...]) -> None:
     try:
         parts = []
         for kind in kinds:
-            series = influx.query(f"SELECT count(*) FROM {quote_ident(kind)} WHERE time > now() - 1h")
+            series = influx.query(
+                f"SELECT count(*) FROM {quote_ident(kind)} WHERE time > now() - 1h"
+            )
             n = max((v or 0 for v in series[0]["values"][0][1:]), default=0) if series else 0
             parts.append(f"{kind} {n}")
         click.echo(f"InfluxDB holds, for the last hour: {', '.join(parts)} readings")

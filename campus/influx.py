@@ -176,8 +176,9 @@ def classify_write_error(status: int, text: str) -> SinkError:
         return DatabaseNotFound(f"database not found: {text}")
     if status in (401, 403):
         # The data is fine; the credentials are not. Keep it and retry loudly.
-        return SinkError(f"InfluxDB refused the credentials ({status}): {text}", retryable=True,
-                         status=status)
+        return SinkError(
+            f"InfluxDB refused the credentials ({status}): {text}", retryable=True, status=status
+        )
     if status == 400 and any(marker in low for marker in _RETRYABLE_400):
         return SinkError(f"InfluxDB cannot store now (400): {text}", retryable=True, status=400)
     if status == 400 and "partial write" in low:

@@ -246,8 +246,11 @@ def check_references(cfg: CampusConfig, located: Located) -> list[ConfigIssue]:
     for name, model in cfg.models.items():
         if model.kind not in kinds:
             issues.append(
-                located.issue(("models", name, "kind"), f"unknown kind {model.kind!r}; "
-                              f"declare it under 'kinds' ({', '.join(sorted(kinds))})")
+                located.issue(
+                    ("models", name, "kind"),
+                    f"unknown kind {model.kind!r}; "
+                    f"declare it under 'kinds' ({', '.join(sorted(kinds))})",
+                )
             )
     seen_buildings: dict[str, int] = {}
     seen_devices: dict[str, tuple[int, int]] = {}
@@ -264,15 +267,17 @@ def check_references(cfg: CampusConfig, located: Located) -> list[ConfigIssue]:
             seen_devices[d.id] = (bi, di)
             kind = d.kind
             if d.model is not None:
-                model = cfg.models.get(d.model)
-                if model is None:
+                found = cfg.models.get(d.model)
+                if found is None:
                     issues.append(located.issue((*path, "model"), f"unknown model {d.model!r}"))
                     continue
+                model = found
                 if kind is not None and kind != model.kind:
                     issues.append(
-                        located.issue((*path, "kind"),
-                                      f"kind {kind!r} contradicts model {d.model!r} "
-                                      f"(kind {model.kind!r})")
+                        located.issue(
+                            (*path, "kind"),
+                            f"kind {kind!r} contradicts model {d.model!r} (kind {model.kind!r})",
+                        )
                     )
                 kind = model.kind
             if kind is not None and kind not in kinds:
@@ -280,8 +285,9 @@ def check_references(cfg: CampusConfig, located: Located) -> list[ConfigIssue]:
             kind_of[d.id] = kind or ""
             if d.floor is not None and d.floor > b.floors:
                 issues.append(
-                    located.issue((*path, "floor"),
-                                  f"floor {d.floor} above the building's {b.floors} floors")
+                    located.issue(
+                        (*path, "floor"), f"floor {d.floor} above the building's {b.floors} floors"
+                    )
                 )
             if d.parent is not None:
                 parents[d.id] = (d.parent, (*path, "parent"))
@@ -290,8 +296,11 @@ def check_references(cfg: CampusConfig, located: Located) -> list[ConfigIssue]:
             issues.append(located.issue(ppath, f"unknown parent meter {parent!r}"))
         elif kind_of[parent] != kind_of[dev]:
             issues.append(
-                located.issue(ppath, f"parent {parent!r} is a {kind_of[parent]} meter, "
-                                     f"this device is {kind_of[dev]}")
+                located.issue(
+                    ppath,
+                    f"parent {parent!r} is a {kind_of[parent]} meter, "
+                    f"this device is {kind_of[dev]}",
+                )
             )
     for dev, (_, ppath) in parents.items():
         seen: set[str] = set()

@@ -58,8 +58,10 @@ def _which(name: str) -> str:
     for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    raise StackError(f"{name} is not installed: run `make setup` (apt-get install mosquitto "
-                     f"influxdb) or point the CAMPUS_* URLs at running servers")
+    raise StackError(
+        f"{name} is not installed: run `make setup` (apt-get install mosquitto "
+        f"influxdb) or point the CAMPUS_* URLs at running servers"
+    )
 
 
 @dataclass
@@ -103,8 +105,11 @@ class Managed:
         self.root.mkdir(parents=True, exist_ok=True)
         self.prepare()
         log = self.log_file.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()
@@ -119,8 +124,10 @@ class Managed:
                 return
             time.sleep(0.1)
         self.stop()
-        raise StackError(f"{self.name} did not answer on {self.host}:{self.port} "
-                         f"within {timeout:.0f} s (log: {self.log_file})")
+        raise StackError(
+            f"{self.name} did not answer on {self.host}:{self.port} "
+            f"within {timeout:.0f} s (log: {self.log_file})"
+        )
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server cleanly (SIGTERM, then SIGKILL after ``timeout``)."""
@@ -171,8 +178,9 @@ class Managed:
 class Mosquitto(Managed):
     """Debian's Mosquitto with persistence under ``root/data``."""
 
-    def __init__(self, root: Path, port: int, host: str = "127.0.0.1",
-                 extra_config: str = "") -> None:
+    def __init__(
+        self, root: Path, port: int, host: str = "127.0.0.1", extra_config: str = ""
+    ) -> None:
         super().__init__("mosquitto", root, host, port)
         self.extra_config = extra_config
 
@@ -193,11 +201,8 @@ class Mosquitto(Managed):
             "autosave_interval 10\n"
             "persistent_client_expiration 14d\n"
             "max_queued_messages 1000000\n"
-            "max_inflight_messages 1000\n"
-            + self._user_line(data)
-            + "log_dest stderr\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
-            + self.extra_config
+            "max_inflight_messages 1000\n" + self._user_line(data) + "log_dest stderr\n"
+            "log_type error\nlog_type warning\nlog_type notice\n" + self.extra_config
         )
 
     def _user_line(self, data: Path) -> str:
@@ -249,8 +254,9 @@ def _reachable(folder: Path, uid: int, gid: int) -> bool:
 class Influxd(Managed):
     """Debian's InfluxDB 1.x with meta, data and WAL under ``root``."""
 
-    def __init__(self, root: Path, port: int, host: str = "127.0.0.1",
-                 rpc_port: int | None = None) -> None:
+    def __init__(
+        self, root: Path, port: int, host: str = "127.0.0.1", rpc_port: int | None = None
+    ) -> None:
         super().__init__("influxd", root, host, port)
         self.rpc_port = rpc_port or free_port()
 
@@ -302,10 +308,10 @@ def local_target(url: str, default_port: int) -> tuple[str, int, bool]:
 def stack_services(mqtt_url: str, influx_url: str, var_dir: Path) -> list[Managed]:
     """The services ``campus up`` may start for these URLs, with data in ``var_dir``."""
     services: list[Managed] = []
-    host, port, local = local_target(mqtt_url, 1883)
+    _host, port, local = local_target(mqtt_url, 1883)
     if local:
         services.append(Mosquitto(var_dir / "mosquitto", port, "127.0.0.1"))
-    host, port, local = local_target(influx_url, 8086)
+    _host, port, local = local_target(influx_url, 8086)
     if local:
         # influxd also listens for backup RPC, by default 2 ports above HTTP (8088)
         rpc = port + 2 if port + 2 < 65536 and port_free(port + 2) else free_port()

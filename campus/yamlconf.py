@@ -47,9 +47,7 @@ def _construct(loader: _Loader, node: yaml.Node, path: Path_, lines: dict[Path_,
             out[key] = _construct(loader, value_node, (*path, key), lines)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [
-            _construct(loader, child, (*path, i), lines) for i, child in enumerate(node.value)
-        ]
+        return [_construct(loader, child, (*path, i), lines) for i, child in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 

@@ -76,7 +76,7 @@ def parse_ts(value: Any, now_ms: int) -> int:
         if not math.isfinite(value):
             raise ValueError("ts is not finite")
         ms = value if abs(value) >= _MS_THRESHOLD else value * 1000
-        return int(round(ms))
+        return round(ms)
     if isinstance(value, str):
         text = value.strip()
         if len(text) > 40:
@@ -104,11 +104,14 @@ class Decoder:
         """Decode one message; never raises for bad input."""
         out = Decoded()
         parts = topic.split("/")
-        if len(parts) not in (4, 5) or parts[0] != "campus" or (
-            len(parts) == 5 and parts[4] != "status"
+        if (
+            len(parts) not in (4, 5)
+            or parts[0] != "campus"
+            or (len(parts) == 5 and parts[4] != "status")
         ):
-            out.rejections.append(Rejection(
-                "topic must be campus/{building}/{kind}/{device} or .../status"))
+            out.rejections.append(
+                Rejection("topic must be campus/{building}/{kind}/{device} or .../status")
+            )
             return out
         building, kind, device = parts[1], parts[2], parts[3]
         for what, value in (("building", building), ("device", device)):
@@ -118,19 +121,26 @@ class Decoder:
                 )
                 return out
         if KIND_RE.fullmatch(kind) is None or kind not in self.kinds:
-            out.rejections.append(Rejection(f"unknown kind {kind!r} (known: "
-                                            f"{', '.join(sorted(self.kinds))})"))
+            out.rejections.append(
+                Rejection(f"unknown kind {kind!r} (known: {', '.join(sorted(self.kinds))})")
+            )
             return out
         known = self.campus.get(device)
         if known is not None and (known.building != building or known.kind != kind):
-            out.rejections.append(Rejection(
-                f"device {device!r} is registered as {known.building}/{known.kind}, "
-                f"not {building}/{kind}"))
+            out.rejections.append(
+                Rejection(
+                    f"device {device!r} is registered as {known.building}/{known.kind}, "
+                    f"not {building}/{kind}"
+                )
+            )
             return out
         out.unknown_device = known is None
         if len(payload) > self.limits.max_payload_bytes:
-            out.rejections.append(Rejection(
-                f"payload too large: {len(payload)} bytes > {self.limits.max_payload_bytes}"))
+            out.rejections.append(
+                Rejection(
+                    f"payload too large: {len(payload)} bytes > {self.limits.max_payload_bytes}"
+                )
+            )
             return out
         try:
             text = payload.decode("utf-8")
@@ -164,8 +174,9 @@ class Decoder:
                 out.rejections.append(Rejection("'readings' must be a non-empty list"))
                 return out
             if len(batch) > self.limits.max_batch_readings:
-                out.rejections.append(Rejection(
-                    f"batch of {len(batch)} readings > {self.limits.max_batch_readings}"))
+                out.rejections.append(
+                    Rejection(f"batch of {len(batch)} readings > {self.limits.max_batch_readings}")
+                )
                 return out
             for i, item in enumerate(batch):
                 self._reading(item, building, kind, device, now_ms, out, f"readings[{i}]: ")
@@ -174,8 +185,14 @@ class Decoder:
         return out
 
     def _reading(
-        self, item: Any, building: str, kind: str, device: str, now_ms: int,
-        out: Decoded, where: str,
+        self,
+        item: Any,
+        building: str,
+        kind: str,
+        device: str,
+        now_ms: int,
+        out: Decoded,
+        where: str,
     ) -> None:
         if not isinstance(item, dict):
             out.rejections.append(Rejection(f"{where}a reading must be a JSON object"))
@@ -190,8 +207,9 @@ class Decoder:
             out.rejections.append(Rejection(f"{where}{exc}"))
             return
         if ts_ms > now_ms + self.limits.future_tolerance_ms:
-            out.rejections.append(Rejection(
-                f"{where}ts is {(ts_ms - now_ms) / 1000:.0f} s in the future"))
+            out.rejections.append(
+                Rejection(f"{where}ts is {(ts_ms - now_ms) / 1000:.0f} s in the future")
+            )
             return
         if ts_ms < MIN_TS_MS:
             out.rejections.append(Rejection(f"{where}ts is before 2000-01-01"))
@@ -208,14 +226,19 @@ class Decoder:
         good: dict[str, float] = {}
         for name, value in metrics.items():
             if not is_metric_name(name):
-                out.rejections.append(Rejection(
-                    f"{where}metric name {name[:80]!r} is not allowed (use [A-Za-z_][A-Za-z0-9_]*)"))
+                out.rejections.append(
+                    Rejection(
+                        f"{where}metric name {name[:80]!r} is not allowed "
+                        "(use [A-Za-z_][A-Za-z0-9_]*)"
+                    )
+                )
                 continue
             if isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, int | float):
-                out.rejections.append(Rejection(
-                    f"{where}metric {name!r} is not a number ({type(value).__name__})"))
+                out.rejections.append(
+                    Rejection(f"{where}metric {name!r} is not a number ({type(value).__name__})")
+                )
                 continue
             f = float(value)
             if not math.isfinite(f):
@@ -224,13 +247,19 @@ class Decoder:
             if spec is not None:
                 ms = spec.metrics.get(name)
                 if ms is None:
-                    out.rejections.append(Rejection(
-                        f"{where}metric {name!r} is not one of device {device!r}'s metrics"))
+                    out.rejections.append(
+                        Rejection(
+                            f"{where}metric {name!r} is not one of device {device!r}'s metrics"
+                        )
+                    )
                     continue
                 if not ms.min <= f <= ms.max:
-                    out.rejections.append(Rejection(
-                        f"{where}metric {name!r} = {f:g} {ms.unit} outside valid range "
-                        f"[{ms.min:g}, {ms.max:g}]"))
+                    out.rejections.append(
+                        Rejection(
+                            f"{where}metric {name!r} = {f:g} {ms.unit} outside valid range "
+                            f"[{ms.min:g}, {ms.max:g}]"
+                        )
+                    )
                     continue
             good[name] = f
         if good:

@@ -100,29 +100,45 @@ class Ingester:
         """The shared subscription this ingester joins."""
         return f"$share/{self.settings.ingest_group}/campus/#"
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
-                    reason_code: object, properties: object) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: object,
+        properties: object,
+    ) -> None:
         if getattr(reason_code, "is_failure", False):
             log.error("broker refused the connection: %s", reason_code)
             return
-        log.info("connected to %s:%s (session present: %s); subscribing to %s",
-                 self.settings.mqtt.host, self.settings.mqtt.port,
-                 flags.session_present, self.topic)
+        log.info(
+            "connected to %s:%s (session present: %s); subscribing to %s",
+            self.settings.mqtt.host,
+            self.settings.mqtt.port,
+            flags.session_present,
+            self.topic,
+        )
         client.subscribe(self.topic, qos=1)
         self.connected.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
-                       reason_code: object, properties: object) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason_code: object,
+        properties: object,
+    ) -> None:
         self.connected.clear()
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            self.handle(msg.topic, msg.payload)
+            self.handle(msg.topic, bytes(msg.payload))
         except Exception:  # a bug must not kill the network thread
             log.exception("unexpected error handling a message on %r", msg.topic)
-            self.dead.add(msg.topic, msg.payload, "internal error while decoding")
+            self.dead.add(msg.topic, bytes(msg.payload), "internal error while decoding")
 
     # --------------------------------------------------------------- handling
 
@@ -136,8 +152,11 @@ class Ingester:
             if device is not None:
                 tags = device.influx_tags()
             else:
-                tags = {"building": reading.building, "device": reading.device,
-                        UNREGISTERED_TAG: "true"}
+                tags = {
+                    "building": reading.building,
+                    "device": reading.device,
+                    UNREGISTERED_TAG: "true",
+                }
             lines.append(point(reading.kind, tags, reading.metrics, reading.ts_ms))
         if decoded.status is not None:
             lines.append(self._status_line(decoded.status, now))
@@ -175,8 +194,9 @@ class Ingester:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.ingest_session_expiry_s
         target = self.settings.mqtt
-        self.client.connect_async(target.host, target.port, keepalive=30,
-                                  clean_start=False, properties=props)
+        self.client.connect_async(
+            target.host, target.port, keepalive=30, clean_start=False, properties=props
+        )
         self.client.loop_start()
 
     def run(self) -> None:
@@ -193,8 +213,14 @@ class Ingester:
             log.info(
                 "received %d (%.0f/s)  stored %d points (%.0f/s)  rejected %d (%.0f/s)  "
                 "unknown devices %d  queued %d",
-                cur[0], rate[0], cur[1], rate[1], cur[2], rate[2],
-                len(self.unknown_devices), self.writer.pending(),
+                cur[0],
+                rate[0],
+                cur[1],
+                rate[1],
+                cur[2],
+                rate[2],
+                len(self.unknown_devices),
+                self.writer.pending(),
             )
             last, last_stats = now, cur
         self.shutdown()
@@ -211,5 +237,9 @@ class Ingester:
         self.writer.stop()
         self.influx.close()
         self.dead.close()
-        log.info("ingest stopped: %d messages, %d points stored, %d rejected",
-                 self.stats.received, self.writer.stored, self.stats.rejected)
+        log.info(
+            "ingest stopped: %d messages, %d points stored, %d rejected",
+            self.stats.received,
+            self.writer.stored,
+            self.stats.rejected,
+        )

@@ -21,22 +21,33 @@ def unknown_devices(client: InfluxClient, kinds: Iterable[str]) -> list[dict[str
     for kind in kinds:
         m = quote_ident(kind)
         where = "\"unregistered\" = 'true'"
-        counts = client.query(f"SELECT count(*) FROM {m} WHERE {where} GROUP BY building, device")
-        firsts = {tuple(sorted(s["tags"].items())): s["values"][0][0] for s in client.query(
-            f"SELECT * FROM {m} WHERE {where} GROUP BY building, device ORDER BY time ASC LIMIT 1")}
-        lasts = {tuple(sorted(s["tags"].items())): s["values"][0][0] for s in client.query(
-            f"SELECT * FROM {m} WHERE {where} GROUP BY building, device ORDER BY time DESC LIMIT 1")}
+        group = "GROUP BY building, device"
+        counts = client.query(f"SELECT count(*) FROM {m} WHERE {where} {group}")
+        firsts = {
+            tuple(sorted(s["tags"].items())): s["values"][0][0]
+            for s in client.query(
+                f"SELECT * FROM {m} WHERE {where} {group} ORDER BY time ASC LIMIT 1"
+            )
+        }
+        lasts = {
+            tuple(sorted(s["tags"].items())): s["values"][0][0]
+            for s in client.query(
+                f"SELECT * FROM {m} WHERE {where} {group} ORDER BY time DESC LIMIT 1"
+            )
+        }
         for s in counts:
             key = tuple(sorted(s["tags"].items()))
             n = max((v or 0) for v in s["values"][0][1:])
-            out.append({
-                "device": s["tags"]["device"],
-                "building": s["tags"]["building"],
-                "kind": kind,
-                "readings": int(n),
-                "first_seen": _iso(firsts.get(key)),
-                "last_seen": _iso(lasts.get(key)),
-            })
+            out.append(
+                {
+                    "device": s["tags"]["device"],
+                    "building": s["tags"]["building"],
+                    "kind": kind,
+                    "readings": int(n),
+                    "first_seen": _iso(firsts.get(key)),
+                    "last_seen": _iso(lasts.get(key)),
+                }
+            )
     return sorted(out, key=lambda u: (u["building"], u["device"]))
 
 

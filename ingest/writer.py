@@ -103,8 +103,11 @@ class BatchWriter:
                     deadline = time.monotonic() + self.flush_interval
                 if len(batch) < self.batch_size:
                     continue
-            if batch and (done or len(batch) >= self.batch_size or
-                          (deadline is not None and time.monotonic() >= deadline)):
+            if batch and (
+                done
+                or len(batch) >= self.batch_size
+                or (deadline is not None and time.monotonic() >= deadline)
+            ):
                 self._write(batch)
                 batch = []
                 deadline = None
@@ -131,8 +134,9 @@ class BatchWriter:
             except SinkError as exc:
                 if exc.retryable:
                     self.write_errors += 1
-                    log.warning("write of %d lines failed, retrying in %.1f s: %s",
-                                len(batch), delay, exc)
+                    log.warning(
+                        "write of %d lines failed, retrying in %.1f s: %s", len(batch), delay, exc
+                    )
                     if self._backoff(delay):
                         log.error("stopping with %d lines unwritten", len(batch))
                         return

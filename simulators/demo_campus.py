@@ -172,38 +172,104 @@ def render() -> str:
             "    devices:",
         ]
         if btype == "central_plant":
-            out.append(_dev(id="pm-campus-main", model="power_meter", zone="substation",
-                            tags={"role": "campus_main"}))
-            out.append(_dev(id="wm-campus-main", model="water_meter", zone="mains",
-                            tags={"role": "campus_main"}))
-        out.append(_dev(id=f"pm-{bid}", model="power_meter", parent="pm-campus-main",
-                        tags={"role": "building_main"}))
-        out.append(_dev(id=f"wm-{bid}", model="water_meter", parent="wm-campus-main",
-                        tags={"role": "building_main"}))
+            out.append(
+                _dev(
+                    id="pm-campus-main",
+                    model="power_meter",
+                    zone="substation",
+                    tags={"role": "campus_main"},
+                )
+            )
+            out.append(
+                _dev(
+                    id="wm-campus-main",
+                    model="water_meter",
+                    zone="mains",
+                    tags={"role": "campus_main"},
+                )
+            )
+        out.append(
+            _dev(
+                id=f"pm-{bid}",
+                model="power_meter",
+                parent="pm-campus-main",
+                tags={"role": "building_main"},
+            )
+        )
+        out.append(
+            _dev(
+                id=f"wm-{bid}",
+                model="water_meter",
+                parent="wm-campus-main",
+                tags={"role": "building_main"},
+            )
+        )
         for f in range(1, floors + 1):
-            out.append(_dev(id=f"pm-{bid}-f{f}", model="power_meter", floor=f,
-                            parent=f"pm-{bid}", sim={"scale": scale}))
-            out.append(_dev(id=f"wm-{bid}-f{f}", model="water_meter", floor=f,
-                            parent=f"wm-{bid}", sim={"scale": scale}))
+            out.append(
+                _dev(
+                    id=f"pm-{bid}-f{f}",
+                    model="power_meter",
+                    floor=f,
+                    parent=f"pm-{bid}",
+                    sim={"scale": scale},
+                )
+            )
+            out.append(
+                _dev(
+                    id=f"wm-{bid}-f{f}",
+                    model="water_meter",
+                    floor=f,
+                    parent=f"wm-{bid}",
+                    sim={"scale": scale},
+                )
+            )
         if btype == "central_plant":
             for c in range(1, 4):
-                out.append(_dev(id=f"chiller-{c}", model="chiller", floor=1, zone="chiller-hall",
-                                sim={"stage": c}))
+                out.append(
+                    _dev(
+                        id=f"chiller-{c}",
+                        model="chiller",
+                        floor=1,
+                        zone="chiller-hall",
+                        sim={"stage": c},
+                    )
+                )
             for c in range(1, 3):
-                out.append(_dev(id=f"boiler-{c}", model="boiler", floor=1, zone="boiler-room",
-                                sim={"stage": c}))
+                out.append(
+                    _dev(
+                        id=f"boiler-{c}",
+                        model="boiler",
+                        floor=1,
+                        zone="boiler-room",
+                        sim={"stage": c},
+                    )
+                )
         elif btype == "dormitory":
             out.append(_dev(id=f"fau-{bid}", model="fresh_air_unit", floor=floors, zone="roof"))
             for f in range(1, floors + 1):
                 for r in range(1, ROOMS_PER_FLOOR + 1):
                     room = f"{f}{r:02d}"
-                    out.append(_dev(id=f"{bid}-r{room}", model="dorm_room", floor=f,
-                                    room=room, zone=f"{bid}-f{f}"))
+                    out.append(
+                        _dev(
+                            id=f"{bid}-r{room}",
+                            model="dorm_room",
+                            floor=f,
+                            room=room,
+                            zone=f"{bid}-f{f}",
+                        )
+                    )
         else:
             for a in range(1, (floors + 1) // 2 + 1):
                 top = min(floors, 2 * a)
-                out.append(_dev(id=f"ahu-{bid}-{a}", model="ahu", floor=2 * a - 1,
-                                zone=f"floors-{2 * a - 1}-{top}", sim={"scale": scale}))
+                out.append(
+                    _dev(
+                        id=f"ahu-{bid}-{a}",
+                        model="ahu",
+                        floor=2 * a - 1,
+                        zone=f"floors-{2 * a - 1}-{top}",
+                        sim={"scale": scale},
+                    )
+                )
     return "\n".join(out) + "\n"
 
 

@@ -58,8 +58,11 @@ def _unit(device_id: str, salt: str = "") -> float:
 def _dorm_water_shape(local: datetime) -> float:
     """Dormitory water: morning and late-evening shower peaks on top of occupancy."""
     h = local.hour + local.minute / 60
-    return (0.9 * math.exp(-(((h - 7.3) / 0.8) ** 2))
-            + 1.0 * math.exp(-(((h - 22.2) / 1.1) ** 2)) + 0.08)
+    return (
+        0.9 * math.exp(-(((h - 7.3) / 0.8) ** 2))
+        + 1.0 * math.exp(-(((h - 22.2) / 1.1) ** 2))
+        + 0.08
+    )
 
 
 class CampusSimulator:
@@ -84,8 +87,7 @@ class CampusSimulator:
         # Leaves first, then parents from the deepest level up, so sums are ready.
         children = campus.children
         self.leaves = [d for d in campus if d.id not in children]
-        self.parents = sorted((d for d in campus if d.id in children),
-                              key=lambda d: -depth[d.id])
+        self.parents = sorted((d for d in campus if d.id in children), key=lambda d: -depth[d.id])
         self.btype = {b.id: b.type.value for b in campus.buildings.values()}
         self._counters: dict[str, dict[str, float]] = {}
         self._last_t: int | None = None
@@ -147,8 +149,16 @@ class CampusSimulator:
             total = sum(values[c.id][name] for c in self.campus.children[d.id])
             values[d.id][name] = round(total, digits)
 
-    def _integrate(self, d: Device, t: int, v: dict[str, float], counter: str, rate: str,
-                   scale: float, digits: int) -> None:
+    def _integrate(
+        self,
+        d: Device,
+        t: int,
+        v: dict[str, float],
+        counter: str,
+        rate: str,
+        scale: float,
+        digits: int,
+    ) -> None:
         state = self._counters.get(d.id)
         if state is None:
             # Start as if the device had run at about its typical rate since 2024.
@@ -166,8 +176,15 @@ class CampusSimulator:
     def _occ(self, d: Device, local: datetime, period: Period, closed: bool) -> float:
         return occupancy(self.btype[d.building], local, period, closed)
 
-    def _power_leaf(self, d: Device, local: datetime, period: Period, closed: bool,
-                    ctx: dict[str, float], rng: random.Random) -> dict[str, float]:
+    def _power_leaf(
+        self,
+        d: Device,
+        local: datetime,
+        period: Period,
+        closed: bool,
+        ctx: dict[str, float],
+        rng: random.Random,
+    ) -> dict[str, float]:
         btype = self.btype[d.building]
         scale = d.sim.get("scale", 1.0) * (0.85 + 0.3 * _unit(d.id, "size"))
         if btype == "central_plant":
@@ -185,11 +202,22 @@ class CampusSimulator:
         volts = 380.0 + 3.0 * rng.gauss(0, 1) - 6.0 * load
         pf = min(0.99, 0.86 + 0.1 * load + 0.01 * rng.gauss(0, 1))
         amps = kw * 1000 / (SQRT3 * volts * pf)
-        return {"power_kw": round(kw, 3), "voltage_v": round(volts, 1),
-                "current_a": round(amps, 2), "power_factor": round(pf, 3)}
+        return {
+            "power_kw": round(kw, 3),
+            "voltage_v": round(volts, 1),
+            "current_a": round(amps, 2),
+            "power_factor": round(pf, 3),
+        }
 
-    def _water_leaf(self, d: Device, local: datetime, period: Period, closed: bool,
-                    ctx: dict[str, float], rng: random.Random) -> dict[str, float]:
+    def _water_leaf(
+        self,
+        d: Device,
+        local: datetime,
+        period: Period,
+        closed: bool,
+        ctx: dict[str, float],
+        rng: random.Random,
+    ) -> dict[str, float]:
         btype = self.btype[d.building]
         scale = d.sim.get("scale", 1.0) * (0.85 + 0.3 * _unit(d.id, "size"))
         base, peak = WATER_LPM[btype]
@@ -205,8 +233,9 @@ class CampusSimulator:
         kpa = 420.0 - 11.0 * floor - 25.0 * occ + 4.0 * rng.gauss(0, 1)
         return {"flow_lpm": round(lpm, 3), "pressure_kpa": round(kpa, 1)}
 
-    def _parent(self, d: Device, kids: list[dict[str, float]],
-                rng: random.Random) -> dict[str, float]:
+    def _parent(
+        self, d: Device, kids: list[dict[str, float]], rng: random.Random
+    ) -> dict[str, float]:
         if d.kind == "power":
             kw = round(sum(k["power_kw"] for k in kids), 3)
             return self._electrics(kw, 120.0 * max(1, len(kids)) * 2, rng)
@@ -214,8 +243,15 @@ class CampusSimulator:
         kpa = 450.0 - 0.02 * lpm + 3.0 * rng.gauss(0, 1)
         return {"flow_lpm": lpm, "pressure_kpa": round(kpa, 1)}
 
-    def _hvac(self, d: Device, local: datetime, period: Period, closed: bool,
-              ctx: dict[str, float], rng: random.Random) -> dict[str, float]:
+    def _hvac(
+        self,
+        d: Device,
+        local: datetime,
+        period: Period,
+        closed: bool,
+        ctx: dict[str, float],
+        rng: random.Random,
+    ) -> dict[str, float]:
         model = d.model or ""
         if model == "chiller":
             return self._chiller(d, ctx, rng)
@@ -234,9 +270,13 @@ class CampusSimulator:
         if model == "fresh_air_unit":
             supply = (setpoint - 6 if cooling else setpoint + 4) if on else ret
             kw = (4.0 + 3.0 * occ) if on else 0.0
-            return {"supply_temp_c": round(supply + 0.3 * g(0, 1), 2),
-                    "return_temp_c": round(ret, 2), "setpoint_c": setpoint,
-                    "fan_on": 1.0 if on else 0.0, "power_kw": round(kw, 3)}
+            return {
+                "supply_temp_c": round(supply + 0.3 * g(0, 1), 2),
+                "return_temp_c": round(ret, 2),
+                "setpoint_c": setpoint,
+                "fan_on": 1.0 if on else 0.0,
+                "power_kw": round(kw, 3),
+            }
         # Air handler (ASHRAE G36-style sequences, simplified).
         if on:
             econ = 12.0 <= t_out <= 20.0
@@ -253,14 +293,21 @@ class CampusSimulator:
         else:
             damper, cool_valve, heat_valve, fan = 0.0, 0.0, 0.0, 0.0
             mixed, supply, static, static_sp, kw = ret, ret + 0.2 * g(0, 1), 0.0, 250.0, 0.0
-        return {"supply_temp_c": round(supply, 2), "return_temp_c": round(ret, 2),
-                "setpoint_c": setpoint, "fan_on": 1.0 if on else 0.0, "power_kw": round(kw, 3),
-                "mixed_temp_c": round(mixed + 0.2 * g(0, 1), 2),
-                "outdoor_temp_c": round(t_out + 0.2 * g(0, 1), 2),
-                "oa_damper_pct": round(damper, 1), "heating_valve_pct": round(heat_valve, 1),
-                "cooling_valve_pct": round(cool_valve, 1), "fan_speed_pct": round(fan, 1),
-                "static_pressure_pa": round(max(0.0, static), 1),
-                "static_setpoint_pa": static_sp}
+        return {
+            "supply_temp_c": round(supply, 2),
+            "return_temp_c": round(ret, 2),
+            "setpoint_c": setpoint,
+            "fan_on": 1.0 if on else 0.0,
+            "power_kw": round(kw, 3),
+            "mixed_temp_c": round(mixed + 0.2 * g(0, 1), 2),
+            "outdoor_temp_c": round(t_out + 0.2 * g(0, 1), 2),
+            "oa_damper_pct": round(damper, 1),
+            "heating_valve_pct": round(heat_valve, 1),
+            "cooling_valve_pct": round(cool_valve, 1),
+            "fan_speed_pct": round(fan, 1),
+            "static_pressure_pa": round(max(0.0, static), 1),
+            "static_setpoint_pa": static_sp,
+        }
 
     def _chiller(self, d: Device, ctx: dict[str, float], rng: random.Random) -> dict[str, float]:
         stage = int(d.sim.get("stage", 1))
@@ -275,8 +322,13 @@ class CampusSimulator:
         else:
             supply = ret = 14.0 + 0.1 * (ctx["t_out"] - 14.0) + 0.2 * g(0, 1)
             kw = 0.0
-        return {"supply_temp_c": round(supply, 2), "return_temp_c": round(ret, 2),
-                "setpoint_c": 7.0, "fan_on": 1.0 if running else 0.0, "power_kw": round(kw, 3)}
+        return {
+            "supply_temp_c": round(supply, 2),
+            "return_temp_c": round(ret, 2),
+            "setpoint_c": 7.0,
+            "fan_on": 1.0 if running else 0.0,
+            "power_kw": round(kw, 3),
+        }
 
     def _boiler(self, d: Device, ctx: dict[str, float], rng: random.Random) -> dict[str, float]:
         stage = int(d.sim.get("stage", 1))
@@ -291,11 +343,24 @@ class CampusSimulator:
         else:
             supply = ret = 25.0 + 0.3 * g(0, 1)
             kw = 0.0
-        return {"supply_temp_c": round(supply, 2), "return_temp_c": round(ret, 2),
-                "setpoint_c": 70.0, "fan_on": 1.0 if running else 0.0, "power_kw": round(kw, 3)}
+        return {
+            "supply_temp_c": round(supply, 2),
+            "return_temp_c": round(ret, 2),
+            "setpoint_c": 70.0,
+            "fan_on": 1.0 if running else 0.0,
+            "power_kw": round(kw, 3),
+        }
 
-    def _dorm(self, d: Device, t: int, local: datetime, period: Period, closed: bool,
-              ctx: dict[str, float], rng: random.Random) -> dict[str, float]:
+    def _dorm(
+        self,
+        d: Device,
+        t: int,
+        local: datetime,
+        period: Period,
+        closed: bool,
+        ctx: dict[str, float],
+        rng: random.Random,
+    ) -> dict[str, float]:
         p = self._occ(d, local, period, closed)
         # Presence changes per half hour, not per reading: seed by room and block.
         block = random.Random(f"{self.seed}:{d.id}:{t // 1800}")
@@ -313,11 +378,18 @@ class CampusSimulator:
         season = math.sin(2 * math.pi * (local.timetuple().tm_yday - 100) / 365.25)
         humidity = 62.0 + 14.0 * season + (4.0 if present else 0.0) + 3.0 * g(0, 1)
         night = local.hour >= 23 or local.hour < 7
-        co2 = 430.0 + (500.0 + 400.0 * _unit(d.id, "vent") + (350.0 if night else 0.0)
-                       if present else 40.0) + 30.0 * g(0, 1)
-        return {"temp_c": round(temp, 2), "humidity_pct": round(max(15.0, min(99.0, humidity)), 1),
-                "co2_ppm": round(max(300.0, co2), 0), "occupancy": 1.0 if present else 0.0,
-                "smoke": 0.0}
+        co2 = (
+            430.0
+            + (500.0 + 400.0 * _unit(d.id, "vent") + (350.0 if night else 0.0) if present else 40.0)
+            + 30.0 * g(0, 1)
+        )
+        return {
+            "temp_c": round(temp, 2),
+            "humidity_pct": round(max(15.0, min(99.0, humidity)), 1),
+            "co2_ppm": round(max(300.0, co2), 0),
+            "occupancy": 1.0 if present else 0.0,
+            "smoke": 0.0,
+        }
 
 
 ReadingSink = Callable[[Device, int, dict[str, float]], None]

@@ -30,8 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def _client(target: MqttTarget, client_id: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv311)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     if target.username:
         client.username_pw_set(target.username, target.password)
     if target.tls:
@@ -42,8 +41,9 @@ def _client(target: MqttTarget, client_id: str) -> mqtt.Client:
 class ReadingPublisher:
     """Publishes readings at QoS 1 with a bounded number awaiting acknowledgement."""
 
-    def __init__(self, target: MqttTarget, client_id: str, qos: int = 1,
-                 max_outstanding: int = 2000) -> None:
+    def __init__(
+        self, target: MqttTarget, client_id: str, qos: int = 1, max_outstanding: int = 2000
+    ) -> None:
         self.qos = qos
         self.max_outstanding = max_outstanding
         self.client = _client(target, client_id)
@@ -137,6 +137,7 @@ class StatusFleet:
             c.publish(topic, "online", qos=1, retain=True)
             with self._lock:
                 self.online += 1
+
         return handler
 
     def _loop(self) -> None:
@@ -182,7 +183,7 @@ class StatusFleet:
             try:
                 c.disconnect()
                 c.loop_write()
-            except Exception:  # noqa: BLE001, S110 - best effort on the way out
+            except Exception:  # noqa: S110 - best effort on the way out
                 pass
         self._sel.close()
 

@@ -8,6 +8,7 @@ wander. Everything is a pure function of time (and the seed).
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import datetime
 
@@ -22,7 +23,7 @@ def _curve(points: dict[float, float]) -> list[float]:
     out = []
     for q in range(96):
         h = q / 4
-        for (h0, v0), (h1, v1) in zip(anchors, anchors[1:], strict=False):
+        for (h0, v0), (h1, v1) in itertools.pairwise(anchors):
             if h0 <= h < h1:
                 out.append(v0 + (v1 - v0) * (h - h0) / (h1 - h0))
                 break
@@ -32,8 +33,22 @@ def _curve(points: dict[float, float]) -> list[float]:
 # (weekday, weekend) curves in term time.
 TERM: dict[str, tuple[list[float], list[float]]] = {
     "teaching": (
-        _curve({0: 0.02, 7: 0.05, 8: 0.75, 11.5: 0.8, 12: 0.35, 13.5: 0.35, 14: 0.8, 17.5: 0.7,
-                18: 0.25, 19: 0.35, 21: 0.3, 22: 0.05}),
+        _curve(
+            {
+                0: 0.02,
+                7: 0.05,
+                8: 0.75,
+                11.5: 0.8,
+                12: 0.35,
+                13.5: 0.35,
+                14: 0.8,
+                17.5: 0.7,
+                18: 0.25,
+                19: 0.35,
+                21: 0.3,
+                22: 0.05,
+            }
+        ),
         _curve({0: 0.02, 8: 0.03, 9: 0.15, 17: 0.15, 18: 0.05}),
     ),
     "laboratory": (
@@ -45,8 +60,23 @@ TERM: dict[str, tuple[list[float], list[float]]] = {
         _curve({0: 0.02, 8: 0.05, 9: 0.4, 15: 0.6, 21: 0.5, 22: 0.03}),
     ),
     "canteen": (
-        _curve({0: 0.02, 6: 0.1, 7: 0.6, 8.5: 0.3, 10: 0.4, 11.5: 1.0, 13: 0.4, 14: 0.2, 16.5: 0.5,
-                17.5: 0.9, 19: 0.4, 20: 0.1, 21: 0.03}),
+        _curve(
+            {
+                0: 0.02,
+                6: 0.1,
+                7: 0.6,
+                8.5: 0.3,
+                10: 0.4,
+                11.5: 1.0,
+                13: 0.4,
+                14: 0.2,
+                16.5: 0.5,
+                17.5: 0.9,
+                19: 0.4,
+                20: 0.1,
+                21: 0.03,
+            }
+        ),
         _curve({0: 0.02, 7: 0.3, 9: 0.2, 11.5: 0.7, 13: 0.3, 17.5: 0.6, 19: 0.2, 20.5: 0.03}),
     ),
     "sports": (
@@ -54,13 +84,36 @@ TERM: dict[str, tuple[list[float], list[float]]] = {
         _curve({0: 0.02, 8: 0.3, 10: 0.7, 18: 0.6, 21: 0.4, 22: 0.03}),
     ),
     "admin": (
-        _curve({0: 0.02, 7.5: 0.05, 8.5: 0.8, 11.5: 0.8, 12: 0.4, 13.5: 0.8, 17.5: 0.7, 18.5: 0.1,
-                20: 0.03}),
+        _curve(
+            {
+                0: 0.02,
+                7.5: 0.05,
+                8.5: 0.8,
+                11.5: 0.8,
+                12: 0.4,
+                13.5: 0.8,
+                17.5: 0.7,
+                18.5: 0.1,
+                20: 0.03,
+            }
+        ),
         _curve({0: 0.02, 9: 0.05, 17: 0.05}),
     ),
     "dormitory": (
-        _curve({0: 0.95, 6.5: 0.95, 8: 0.4, 11.5: 0.3, 12.5: 0.5, 14: 0.25, 17: 0.35, 19: 0.65,
-                22: 0.9, 23: 0.95}),
+        _curve(
+            {
+                0: 0.95,
+                6.5: 0.95,
+                8: 0.4,
+                11.5: 0.3,
+                12.5: 0.5,
+                14: 0.25,
+                17: 0.35,
+                19: 0.65,
+                22: 0.9,
+                23: 0.95,
+            }
+        ),
         _curve({0: 0.95, 9: 0.85, 11: 0.6, 14: 0.5, 18: 0.55, 21: 0.8, 23: 0.95}),
     ),
     "central_plant": (
@@ -73,8 +126,15 @@ TERM: dict[str, tuple[list[float], list[float]]] = {
 PERIOD_FACTOR: dict[Period, dict[str, float]] = {
     Period.term: {},
     Period.exams: {"teaching": 0.7, "library": 1.25, "sports": 0.5, "canteen": 0.9},
-    Period.holidays: {"teaching": 0.06, "laboratory": 0.5, "library": 0.2, "canteen": 0.12,
-                      "sports": 0.15, "admin": 0.45, "dormitory": 0.1},
+    Period.holidays: {
+        "teaching": 0.06,
+        "laboratory": 0.5,
+        "library": 0.2,
+        "canteen": 0.12,
+        "sports": 0.15,
+        "admin": 0.45,
+        "dormitory": 0.1,
+    },
 }
 
 
@@ -100,9 +160,11 @@ def outdoor_temp(ts: float, local: datetime, seed: int) -> float:
     daily = 3.5 * math.cos(2 * math.pi * (h - 14.5) / 24)
     days = ts / 86400
     p1, p2, p3 = (seed * 0.7311) % 6.283, (seed * 1.913) % 6.283, (seed * 2.417) % 6.283
-    wander = (2.2 * math.sin(2 * math.pi * days / 3.3 + p1)
-              + 1.4 * math.sin(2 * math.pi * days / 7.9 + p2)
-              + 0.8 * math.sin(2 * math.pi * days / 1.7 + p3))
+    wander = (
+        2.2 * math.sin(2 * math.pi * days / 3.3 + p1)
+        + 1.4 * math.sin(2 * math.pi * days / 7.9 + p2)
+        + 0.8 * math.sin(2 * math.pi * days / 1.7 + p3)
+    )
     return annual + daily + wander
 
 

@@ -30,17 +30,18 @@ Publish = Callable[[str, bytes], None]
 def payload(t: int, seq: int, metrics: dict[str, float]) -> bytes:
     """The contract payload of one reading, with an RFC 3339 ``ts``."""
     ts = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return json.dumps({"ts": ts, "seq": seq, "metrics": metrics},
-                      separators=(",", ":")).encode()
+    return json.dumps({"ts": ts, "seq": seq, "metrics": metrics}, separators=(",", ":")).encode()
 
 
 def select_devices(devices: list[Device], patterns: list[str] | None) -> list[Device]:
     """Devices whose id or building matches one of the glob ``patterns`` (all if none)."""
     if not patterns:
         return devices
-    return [d for d in devices
-            if any(fnmatch.fnmatchcase(d.id, p) or fnmatch.fnmatchcase(d.building, p)
-                   for p in patterns)]
+    return [
+        d
+        for d in devices
+        if any(fnmatch.fnmatchcase(d.id, p) or fnmatch.fnmatchcase(d.building, p) for p in patterns)
+    ]
 
 
 @dataclass

@@ -60,5 +60,3 @@ def influx(settings: Settings) -> Iterator[InfluxClient]:
     client = InfluxClient.from_settings(settings)
     yield client
     client.close()
-
-

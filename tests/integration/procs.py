@@ -22,11 +22,18 @@ def campus_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_campus(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_campus(
+    settings: Settings, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the real `campus` command line and return what it printed."""
     return subprocess.run(
-        [sys.executable, "-m", "campus.cli", *args], env=campus_env(settings), cwd=ROOT,
-        capture_output=True, text=True, timeout=timeout, check=False,
+        [sys.executable, "-m", "campus.cli", *args],
+        env=campus_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -34,12 +41,15 @@ def start_campus(settings: Settings, *args: str, log: Path) -> subprocess.Popen[
     """Start a long-running `campus` command (ingest) with its output in ``log``."""
     fh = log.open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "campus.cli", *args], env=campus_env(settings), cwd=ROOT,
-        stdout=fh, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "campus.cli", *args],
+        env=campus_env(settings),
+        cwd=ROOT,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
     )
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.25):  # noqa: ANN001, ANN201
+def wait_for(predicate, timeout: float, interval: float = 0.25):
     """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     value = predicate()

@@ -21,8 +21,13 @@ from campus.influxql import quote_literal
 from .procs import run_campus, start_campus, wait_for
 
 NOW_S = int(time.time()) - 120
-GOOD_POWER = {"power_kw": 12.5, "energy_kwh": 1000.25, "voltage_v": 380.0, "current_a": 20.0,
-              "power_factor": 0.9}
+GOOD_POWER = {
+    "power_kw": 12.5,
+    "energy_kwh": 1000.25,
+    "voltage_v": 380.0,
+    "current_a": 20.0,
+    "power_factor": 0.9,
+}
 
 
 def _publisher(url_host: str, port: int, cid: str) -> mqtt.Client:
@@ -45,33 +50,68 @@ def _good(i: int) -> bytes:
 # (topic, payload, reason fragment expected in the dead-letter file)
 BAD: list[tuple[str, bytes | str, str]] = [
     ("campus/teach-1/power/pm-teach-1-f1", b'{"ts": 1, "metrics": {', "malformed JSON"),
-    ("campus/teach-1/power/pm-teach-1-f1", b'{"metrics": {"power_kw": "lots"}}',
-     "metric 'power_kw' is not a number (str)"),
-    ("campus/teach-1/power/pm-teach-1-f1", b'{"metrics": {"power_kw": NaN}}',
-     "non-finite number NaN"),
-    ("campus/teach-1/power/pm-teach-1-f1", b'{"metrics": {"power_kw": Infinity}}',
-     "non-finite number Infinity"),
-    ("campus/teach-1/power/pm-teach-1-f1", b'{"metrics": {"power_kw": -Infinity}}',
-     "non-finite number -Infinity"),
+    (
+        "campus/teach-1/power/pm-teach-1-f1",
+        b'{"metrics": {"power_kw": "lots"}}',
+        "metric 'power_kw' is not a number (str)",
+    ),
+    (
+        "campus/teach-1/power/pm-teach-1-f1",
+        b'{"metrics": {"power_kw": NaN}}',
+        "non-finite number NaN",
+    ),
+    (
+        "campus/teach-1/power/pm-teach-1-f1",
+        b'{"metrics": {"power_kw": Infinity}}',
+        "non-finite number Infinity",
+    ),
+    (
+        "campus/teach-1/power/pm-teach-1-f1",
+        b'{"metrics": {"power_kw": -Infinity}}',
+        "non-finite number -Infinity",
+    ),
     ("campus/teach-1/power", b'{"metrics": {"power_kw": 1}}', "topic must be"),
-    ("campus/teach-1/power/pm-teach-1-f1/extra/level", b'{"metrics": {"power_kw": 1}}',
-     "topic must be"),
-    ("campus/teach-1/power/pm-teach-1-f1",
-     json.dumps({"ts": int(time.time()) + 3600, "metrics": {"power_kw": 1.0}}),
-     "s in the future"),
-    ("campus/teach-1/power/pm-teach-1-f1",
-     b'{"metrics": {"power_kw": 1.0}, "pad": "' + b"x" * (1024 * 1024) + b'"}',
-     "payload too large"),
+    (
+        "campus/teach-1/power/pm-teach-1-f1/extra/level",
+        b'{"metrics": {"power_kw": 1}}',
+        "topic must be",
+    ),
+    (
+        "campus/teach-1/power/pm-teach-1-f1",
+        json.dumps({"ts": int(time.time()) + 3600, "metrics": {"power_kw": 1.0}}),
+        "s in the future",
+    ),
+    (
+        "campus/teach-1/power/pm-teach-1-f1",
+        b'{"metrics": {"power_kw": 1.0}, "pad": "' + b"x" * (1024 * 1024) + b'"}',
+        "payload too large",
+    ),
     ("campus/teach-1/power/pm bad id", b'{"metrics": {"power_kw": 1}}', "device id 'pm bad id'"),
     ("campus/teach-1/power/pm,x=1", b'{"metrics": {"power_kw": 1}}', "device id 'pm,x=1'"),
     ('campus/teach-1/power/pm"q', b'{"metrics": {"power_kw": 1}}', "device id 'pm\"q'"),
     ("campus/teach-1/power/pm=eq", b'{"metrics": {"power_kw": 1}}', "device id 'pm=eq'"),
-    ("campus/teach-1/power/pm-teach-1-f1",
-     json.dumps({"ts": NOW_S - 1, "metrics": {"power kw": 1.0, "a,b": 2.0, "c=d": 3.0, 'q"': 4.0,
-                                          "line\nbreak": 5.0, "power_kw": 7.5}}),
-     "metric name 'line\\nbreak' is not allowed"),
-    ("campus/dorm-1/dorm/dorm-1-r101", json.dumps({"ts": NOW_S, "metrics": {"temp_c": 900}}),
-     "outside valid range"),
+    (
+        "campus/teach-1/power/pm-teach-1-f1",
+        json.dumps(
+            {
+                "ts": NOW_S - 1,
+                "metrics": {
+                    "power kw": 1.0,
+                    "a,b": 2.0,
+                    "c=d": 3.0,
+                    'q"': 4.0,
+                    "line\nbreak": 5.0,
+                    "power_kw": 7.5,
+                },
+            }
+        ),
+        "metric name 'line\\nbreak' is not allowed",
+    ),
+    (
+        "campus/dorm-1/dorm/dorm-1-r101",
+        json.dumps({"ts": NOW_S, "metrics": {"temp_c": 900}}),
+        "outside valid range",
+    ),
 ]
 
 
@@ -89,20 +129,40 @@ def test_bad_input_rejected_and_good_stored(settings, influx, broker, tmp_path):
             good_sent += 1
             _send(pub, topic, payload)
         # The three timestamp forms and a batch with one bad reading among good ones.
-        _send(pub, "campus/dorm-1/dorm/dorm-1-r102", json.dumps(
-            {"ts": "2026-10-20T08:00:00.250+08:00", "metrics": {"temp_c": 21.5}}))
-        _send(pub, "campus/dorm-1/dorm/dorm-1-r103",
-              json.dumps({"ts": 1_792_454_400, "metrics": {"temp_c": 22.5}}))
-        _send(pub, "campus/dorm-1/dorm/dorm-1-r104",
-              json.dumps({"ts": 1_792_454_400_500, "metrics": {"temp_c": 23.5}}))
-        _send(pub, "campus/plant/water/wm-plant-f1", json.dumps({"readings": [
-            {"ts": NOW_S - 300, "metrics": {"flow_lpm": 10.0}},
-            {"ts": "yesterday", "metrics": {"flow_lpm": 11.0}},
-            {"ts": NOW_S - 240, "metrics": {"flow_lpm": 12.0}},
-        ]}))
+        _send(
+            pub,
+            "campus/dorm-1/dorm/dorm-1-r102",
+            json.dumps({"ts": "2026-10-20T08:00:00.250+08:00", "metrics": {"temp_c": 21.5}}),
+        )
+        _send(
+            pub,
+            "campus/dorm-1/dorm/dorm-1-r103",
+            json.dumps({"ts": 1_792_454_400, "metrics": {"temp_c": 22.5}}),
+        )
+        _send(
+            pub,
+            "campus/dorm-1/dorm/dorm-1-r104",
+            json.dumps({"ts": 1_792_454_400_500, "metrics": {"temp_c": 23.5}}),
+        )
+        _send(
+            pub,
+            "campus/plant/water/wm-plant-f1",
+            json.dumps(
+                {
+                    "readings": [
+                        {"ts": NOW_S - 300, "metrics": {"flow_lpm": 10.0}},
+                        {"ts": "yesterday", "metrics": {"flow_lpm": 11.0}},
+                        {"ts": NOW_S - 240, "metrics": {"flow_lpm": 12.0}},
+                    ]
+                }
+            ),
+        )
         # A device the registry does not know: stored, flagged, listed.
-        _send(pub, "campus/lab-2/power/pm-new-lab-2-f9",
-              json.dumps({"ts": NOW_S, "metrics": {"power_kw": 3.25}}))
+        _send(
+            pub,
+            "campus/lab-2/power/pm-new-lab-2-f9",
+            json.dumps({"ts": NOW_S, "metrics": {"power_kw": 3.25}}),
+        )
         # The broker itself refuses a newline in a topic: it must never be stored.
         evil = _publisher(broker.host, broker.port, "evil-topic")
         evil.publish("campus/teach-1/power/pm\nbad", b'{"metrics": {"power_kw": 1}}', qos=1)
@@ -124,7 +184,7 @@ def test_bad_input_rejected_and_good_stored(settings, influx, broker, tmp_path):
 
     dead = [json.loads(line) for line in settings.dead_letter_file.read_text().splitlines()]
     reasons = [d["reason"] for d in dead]
-    for topic, _, fragment in BAD:
+    for _topic, _, fragment in BAD:
         assert any(fragment in r for r in reasons), (fragment, reasons)
     assert any("readings[1]: ts 'yesterday' is not an RFC 3339 time" in r for r in reasons)
     for name in ("power kw", "a,b", "c=d", 'q"'):
@@ -136,14 +196,23 @@ def test_bad_input_rejected_and_good_stored(settings, influx, broker, tmp_path):
     # Exactly the expected measurements and devices exist: nothing was injected.
     measurements = {v[0] for s in influx.query("SHOW MEASUREMENTS") for v in s["values"]}
     assert measurements == {"power", "water", "dorm"}
-    devices = {v[1] for s in influx.query('SHOW TAG VALUES WITH KEY = "device"')
-               for v in s["values"]}
-    assert devices == {"pm-teach-1-f1", "pm-new-lab-2-f9", "wm-plant-f1", "dorm-1-r102",
-                       "dorm-1-r103", "dorm-1-r104"}
+    devices = {
+        v[1] for s in influx.query('SHOW TAG VALUES WITH KEY = "device"') for v in s["values"]
+    }
+    assert devices == {
+        "pm-teach-1-f1",
+        "pm-new-lab-2-f9",
+        "wm-plant-f1",
+        "dorm-1-r102",
+        "dorm-1-r103",
+        "dorm-1-r104",
+    }
     kept = rows(influx.query("SELECT power_kw FROM power WHERE power_kw = 7.5"))
     assert len(kept) == 1 and kept[0]["time"] == (NOW_S - 1) * 1000
-    temps = {r["device"]: (r["time"], r["temp_c"])
-             for r in rows(influx.query("SELECT temp_c, device FROM dorm"))}
+    temps = {
+        r["device"]: (r["time"], r["temp_c"])
+        for r in rows(influx.query("SELECT temp_c, device FROM dorm"))
+    }
     assert temps == {
         "dorm-1-r102": (1_792_454_400_250, 21.5),
         "dorm-1-r103": (1_792_454_400_000, 22.5),
@@ -154,10 +223,12 @@ def test_bad_input_rejected_and_good_stored(settings, influx, broker, tmp_path):
 
     # The unknown device is flagged in InfluxDB and listed for commissioning.
     flagged = influx.query(
-        f"SELECT power_kw FROM power WHERE unregistered = {quote_literal('true')}")
+        f"SELECT power_kw FROM power WHERE unregistered = {quote_literal('true')}"
+    )
     assert [v[1] for v in flagged[0]["values"]] == [3.25]
     out = run_campus(settings, "devices", "unknown", "--json")
     assert out.returncode == 0, out.stderr
     listed = json.loads(out.stdout)
     assert [(u["device"], u["building"], u["kind"], u["readings"]) for u in listed] == [
-        ("pm-new-lab-2-f9", "lab-2", "power", 1)]
+        ("pm-new-lab-2-f9", "lab-2", "power", 1)
+    ]

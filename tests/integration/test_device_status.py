@@ -47,26 +47,42 @@ def test_status_online_then_last_will_then_clean_stop(settings, influx, broker, 
     ingest = start_campus(settings, "ingest", log=tmp_path / "ingest.log")
     try:
         assert wait_for(lambda: "subscribing" in (tmp_path / "ingest.log").read_text(), 30)
-        sim = start_campus(settings, "simulate", "--devices", PATTERN, "--client-id", "st-sim",
-                           log=tmp_path / "sim1.log")
-        assert wait_for(lambda: set(_retained_status(broker, 12).values()) == {"online"}
-                        and len(_retained_status(broker, 12)) == 12, 30)
+        sim = start_campus(
+            settings,
+            "simulate",
+            "--devices",
+            PATTERN,
+            "--client-id",
+            "st-sim",
+            log=tmp_path / "sim1.log",
+        )
+        assert wait_for(
+            lambda: (
+                set(_retained_status(broker, 12).values()) == {"online"}
+                and len(_retained_status(broker, 12)) == 12
+            ),
+            30,
+        )
         sim.send_signal(signal.SIGKILL)  # no clean goodbye: the broker sends the wills
         sim.wait(10)
-        assert wait_for(lambda: _retained_status(broker, 12)
-                        == dict.fromkeys(rooms, "offline"), 15)
+        assert wait_for(lambda: _retained_status(broker, 12) == dict.fromkeys(rooms, "offline"), 15)
 
-        sim = start_campus(settings, "simulate", "--devices", PATTERN, "--client-id", "st-sim",
-                           log=tmp_path / "sim2.log")
-        assert wait_for(lambda: _retained_status(broker, 12) == dict.fromkeys(rooms, "online"),
-                        30)
+        sim = start_campus(
+            settings,
+            "simulate",
+            "--devices",
+            PATTERN,
+            "--client-id",
+            "st-sim",
+            log=tmp_path / "sim2.log",
+        )
+        assert wait_for(lambda: _retained_status(broker, 12) == dict.fromkeys(rooms, "online"), 30)
         sim.send_signal(signal.SIGINT)  # clean stop: devices say offline themselves
         assert sim.wait(30) == 0, (tmp_path / "sim2.log").read_text()
         assert _retained_status(broker, 12) == dict.fromkeys(rooms, "offline")
 
         def history():
-            return rows(influx.query(
-                "SELECT status, device FROM device_status ORDER BY time ASC"))
+            return rows(influx.query("SELECT status, device FROM device_status ORDER BY time ASC"))
 
         assert wait_for(lambda: len(history()) >= 4 * 12, 20), len(history())
     finally:

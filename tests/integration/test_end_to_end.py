@@ -16,8 +16,16 @@ from .procs import run_campus, start_campus, wait_for
 
 START = "2026-10-20T00:00:00Z"  # 08:00 in Shanghai, a Tuesday in term
 END = "2026-10-20T01:00:00Z"
-SAMPLE = ["pm-campus-main", "pm-dorm-3", "wm-canteen-1-f2", "ahu-lab-1-2", "chiller-1",
-          "dorm-2-r305", "dorm-8-r112", "fau-dorm-5"]
+SAMPLE = [
+    "pm-campus-main",
+    "pm-dorm-3",
+    "wm-canteen-1-f2",
+    "ahu-lab-1-2",
+    "chiller-1",
+    "dorm-2-r305",
+    "dorm-8-r112",
+    "fau-dorm-5",
+]
 
 
 def _counts(influx, kinds):
@@ -28,23 +36,28 @@ def _counts(influx, kinds):
 def test_simulated_hour_lands_exactly(settings, influx, campus, calendar, tmp_path):
     ingest = start_campus(settings, "ingest", log=tmp_path / "ingest.log")
     try:
-        assert wait_for(lambda: "subscribing" in (tmp_path / "ingest.log").read_text(), 30), \
-            (tmp_path / "ingest.log").read_text()
-        out = run_campus(settings, "simulate", "--start", START, "--end", END, "--json",
-                         "--no-status")
+        assert wait_for(lambda: "subscribing" in (tmp_path / "ingest.log").read_text(), 30), (
+            tmp_path / "ingest.log"
+        ).read_text()
+        out = run_campus(
+            settings, "simulate", "--start", START, "--end", END, "--json", "--no-status"
+        )
         assert out.returncode == 0, out.stderr
         summary = json.loads(out.stdout.strip().splitlines()[-1])
         published = summary["published"]
         assert summary["acknowledged"] is True
         assert set(published) == {"power", "water", "hvac", "dorm"}
         # every device reports on its interval: 60 ticks a minute apart, dorm every 5 min
-        expected = {k: sum(int(3600 // d.interval_s) for d in campus if d.kind == k)
-                    for k in published}
+        expected = {
+            k: sum(int(3600 // d.interval_s) for d in campus if d.kind == k) for k in published
+        }
         assert published == expected
 
         kinds = list(published)
-        assert wait_for(lambda: _counts(influx, kinds) == published, 120), \
-            (_counts(influx, kinds), published)
+        assert wait_for(lambda: _counts(influx, kinds) == published, 120), (
+            _counts(influx, kinds),
+            published,
+        )
     finally:
         ingest.send_signal(signal.SIGINT)
         assert ingest.wait(60) == 0
@@ -64,7 +77,8 @@ def test_simulated_hour_lands_exactly(settings, influx, campus, calendar, tmp_pa
     for dev_id in SAMPLE:
         device = campus.get(dev_id)
         series = influx.query(
-            f"SELECT * FROM {quote_ident(device.kind)} WHERE device = {quote_literal(dev_id)}")
+            f"SELECT * FROM {quote_ident(device.kind)} WHERE device = {quote_literal(dev_id)}"
+        )
         rows = [dict(zip(series[0]["columns"], v, strict=True)) for v in series[0]["values"]]
         assert len(rows) == sum(1 for (d, _) in want if d == dev_id)
         for row in rows:
@@ -82,8 +96,18 @@ def test_parent_meters_equal_sum_of_children_in_influx(settings, influx, campus)
     ingest = start_campus(settings, "ingest", log=settings.var_dir.parent / "ingest.log")
     try:
         wait_for(lambda: "subscribing" in (settings.var_dir.parent / "ingest.log").read_text(), 30)
-        out = run_campus(settings, "simulate", "--start", START, "--end", "2026-10-20T00:10:00Z",
-                         "--devices", "pm-*", "--no-status", "--json")
+        out = run_campus(
+            settings,
+            "simulate",
+            "--start",
+            START,
+            "--end",
+            "2026-10-20T00:10:00Z",
+            "--devices",
+            "pm-*",
+            "--no-status",
+            "--json",
+        )
         assert out.returncode == 0, out.stderr
         n = json.loads(out.stdout.splitlines()[-1])["total"]
         assert wait_for(lambda: influx.count("power") == n, 60)
@@ -99,8 +123,6 @@ def test_parent_meters_equal_sum_of_children_in_influx(settings, influx, campus)
         for parent, kids in campus.children.items():
             if campus.get(parent).kind != "power":
                 continue
-            assert values[parent][0] == pytest.approx(sum(values[k.id][0] for k in kids),
-                                                      abs=1e-6)
-            assert values[parent][1] == pytest.approx(sum(values[k.id][1] for k in kids),
-                                                      abs=1e-6)
+            assert values[parent][0] == pytest.approx(sum(values[k.id][0] for k in kids), abs=1e-6)
+            assert values[parent][1] == pytest.approx(sum(values[k.id][1] for k in kids), abs=1e-6)
     _ = datetime.now(UTC)

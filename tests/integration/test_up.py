@@ -19,8 +19,13 @@ from .procs import ROOT, wait_for
 
 
 def _up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "campus.cli", "up", "--backfill", "10m"],
-                            env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "campus.cli", "up", "--backfill", "10m"],
+        env=env,
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _count(client: InfluxClient) -> int:
@@ -34,12 +39,14 @@ def _count(client: InfluxClient) -> int:
 def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
     mqtt_port, influx_port = free_port(), free_port()
     env = dict(os.environ)
-    env.update({
-        "CAMPUS_MQTT_URL": f"mqtt://127.0.0.1:{mqtt_port}",
-        "CAMPUS_INFLUX_URL": f"http://127.0.0.1:{influx_port}",
-        "CAMPUS_VAR_DIR": str(tmp_path / "var"),
-        "CAMPUS_CONFIG_DIR": str(ROOT / "config"),
-    })
+    env.update(
+        {
+            "CAMPUS_MQTT_URL": f"mqtt://127.0.0.1:{mqtt_port}",
+            "CAMPUS_INFLUX_URL": f"http://127.0.0.1:{influx_port}",
+            "CAMPUS_VAR_DIR": str(tmp_path / "var"),
+            "CAMPUS_CONFIG_DIR": str(ROOT / "config"),
+        }
+    )
     client = InfluxClient(f"http://127.0.0.1:{influx_port}", "campus")
     log1 = tmp_path / "up1.log"
     proc = _up(env, log1)
