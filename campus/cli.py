@@ -214,6 +214,12 @@ class _Speed(click.ParamType):
     show_default=True,
     help="Hold one connection per device with a retained online status and an 'offline' last will.",
 )
+@click.option(
+    "--rate",
+    type=float,
+    default=None,
+    help="At most this many readings per second on average (default: no limit).",
+)
 @click.option("--client-id", default="campus-sim", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the published counts as JSON.")
 def simulate(
@@ -223,6 +229,7 @@ def simulate(
     seed: int,
     patterns: tuple[str, ...],
     status: bool,
+    rate: float | None,
     client_id: str,
     as_json: bool,
 ) -> None:
@@ -274,6 +281,7 @@ def simulate(
         t1.timestamp() if t1 else None,
         speed=speed,
         devices={d.id for d in chosen},
+        max_rate=rate,
     )
     mode = "as fast as possible" if speed is None else f"x{speed:g}"
     log.info(
@@ -455,7 +463,9 @@ def up(backfill: str, with_sim: bool) -> None:
         names = ["ingest"]
         children.append(subprocess.Popen([*exe, "ingest"]))
         if with_sim:
-            sim_args = ["simulate"]
+            # Paced so that a broker with Debian's default queue limit (1000
+            # messages per subscriber) is not overrun while the backfill plays.
+            sim_args = ["simulate", "--rate", "1500"]
             if back.total_seconds() > 0:  # catch up as fast as possible, then real time
                 sim_args += ["--start", f"-{int(back.total_seconds())}s"]
             children.append(subprocess.Popen([*exe, *sim_args]))

@@ -38,13 +38,24 @@ def escape_key(name: str) -> str:
     return name.translate(_KEY)
 
 
+def escape_field_key(name: str) -> str:
+    """Escape a field key; a backslash is refused (InfluxDB's field scanner
+    treats it as escaping the next byte, which breaks the line)."""
+    if "\\" in name:
+        raise ValueError(f"field key {name!r} contains a backslash")
+    return escape_key(name)
+
+
 def format_field_value(value: float | int | bool | str) -> str:
     """Format a field value: numbers as floats (the contract), strings quoted."""
     if isinstance(value, str):
         if any(c in value for c in ("\n", "\r")):
             value = value.replace("\r", " ").replace("\n", " ")
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:
+        f = math.inf
     if not math.isfinite(f):
         raise ValueError(f"non-finite field value {value!r}")
     return repr(f)
@@ -62,5 +73,5 @@ def point(
     head = escape_measurement(measurement)
     for k in sorted(tags):
         head += f",{escape_key(k)}={escape_key(tags[k])}"
-    body = ",".join(f"{escape_key(k)}={format_field_value(v)}" for k, v in fields.items())
+    body = ",".join(f"{escape_field_key(k)}={format_field_value(v)}" for k, v in fields.items())
     return f"{head} {body}" if ts is None else f"{head} {body} {int(ts)}"

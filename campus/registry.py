@@ -270,6 +270,7 @@ def check_references(cfg: CampusConfig, located: Located) -> list[ConfigIssue]:
                 found = cfg.models.get(d.model)
                 if found is None:
                     issues.append(located.issue((*path, "model"), f"unknown model {d.model!r}"))
+                    kind_of[d.id] = ""  # unknown: its children are not checked against it
                     continue
                 model = found
                 if kind is not None and kind != model.kind:
@@ -294,7 +295,7 @@ def check_references(cfg: CampusConfig, located: Located) -> list[ConfigIssue]:
     for dev, (parent, ppath) in parents.items():
         if parent not in seen_devices:
             issues.append(located.issue(ppath, f"unknown parent meter {parent!r}"))
-        elif kind_of[parent] != kind_of[dev]:
+        elif kind_of[parent] and kind_of[dev] and kind_of[parent] != kind_of[dev]:
             issues.append(
                 located.issue(
                     ppath,

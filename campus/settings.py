@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -48,7 +49,7 @@ class Settings(BaseSettings):
     ingest_session_expiry_s: int = Field(86400, ge=0)
     ingest_batch_size: int = Field(5000, ge=1, le=100_000)
     ingest_flush_interval_s: float = Field(1.0, gt=0, le=60)
-    ingest_queue_limit: int = Field(200_000, ge=1000)
+    ingest_queue_limit: int = Field(50_000, ge=100)  # messages awaiting the writer
     ingest_max_payload_bytes: int = Field(256 * 1024, ge=1024)
     ingest_max_batch_readings: int = Field(1000, ge=1)
     ingest_future_tolerance_s: float = Field(300, ge=0)
@@ -81,7 +82,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Add ``settings.yaml`` from the config folder below the environment."""
-        config_dir = Path(os.environ.get("CAMPUS_CONFIG_DIR", "config"))
+        # The folder may itself be set in the environment or in .env.
+        dotenv = dotenv_values(".env") if Path(".env").is_file() else {}
+        folder = os.environ.get("CAMPUS_CONFIG_DIR") or dotenv.get("CAMPUS_CONFIG_DIR")
+        config_dir = Path(folder or "config")
         yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=config_dir / "settings.yaml")
         return (init_settings, env_settings, dotenv_settings, yaml_source, file_secret_settings)
 

@@ -33,18 +33,30 @@ def _construct(loader: _Loader, node: yaml.Node, path: Path_, lines: dict[Path_,
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise ConfigError(
+                    [
+                        ConfigIssue(
+                            str(loader.name),
+                            key_node.start_mark.line + 1,
+                            format_path(path),
+                            "mapping keys must be plain values",
+                        )
+                    ]
+                )
+            part: str | int = key if isinstance(key, str | int) else str(key)
             if key in out:
                 raise ConfigError(
                     [
                         ConfigIssue(
                             str(loader.name),
                             key_node.start_mark.line + 1,
-                            format_path((*path, key)),
+                            format_path((*path, part)),
                             f"duplicate key {key!r}",
                         )
                     ]
                 )
-            out[key] = _construct(loader, value_node, (*path, key), lines)
+            out[key] = _construct(loader, value_node, (*path, part), lines)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(loader, child, (*path, i), lines) for i, child in enumerate(node.value)]
@@ -92,23 +104,35 @@ def load_located(path: str | Path) -> Located:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError([ConfigIssue(str(p), line, "", "file is not UTF-8 text")]) from None
     return load_located_text(text, str(p))
 
 
 def load_located_text(text: str, name: str) -> Located:
     """Parse YAML text under the file name ``name``."""
-    loader = _Loader(text)
-    loader.name = name
     lines: dict[Path_, int] = {}
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
+        loader.name = name
         node = loader.get_single_node()
         data = {} if node is None else _construct(loader, node, (), lines)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         raise ConfigError([ConfigIssue(name, line, "", f"YAML syntax: {exc.problem}")]) from exc
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError(
+            [ConfigIssue(name, line, "", f"character {exc.character!r} is not allowed in YAML")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigIssue(name, None, "", f"YAML: {exc}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return Located(name, data, lines)
 
 

@@ -73,8 +73,14 @@ def parse_ts(value: Any, now_ms: int) -> int:
     if isinstance(value, bool):
         raise ValueError(f"ts must be a time, got {value!r}")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:
+            finite = False
+        if not finite:
             raise ValueError("ts is not finite")
+        if abs(value) > 1e17:
+            raise ValueError("ts is out of range")
         ms = value if abs(value) >= _MS_THRESHOLD else value * 1000
         return round(ms)
     if isinstance(value, str):
@@ -240,7 +246,10 @@ class Decoder:
                     Rejection(f"{where}metric {name!r} is not a number ({type(value).__name__})")
                 )
                 continue
-            f = float(value)
+            try:
+                f = float(value)
+            except OverflowError:
+                f = math.inf
             if not math.isfinite(f):
                 out.rejections.append(Rejection(f"{where}metric {name!r} is not finite"))
                 continue

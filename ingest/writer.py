@@ -1,6 +1,6 @@
 """The batch writer: lines in, batches of line protocol out to InfluxDB.
 
-A single thread drains a bounded queue; a batch is written when it reaches
+A single thread drains a bounded queue (one item per message); a batch is written when it reaches
 ``batch_size`` lines or ``flush_interval`` seconds after its first line. A
 retryable failure (server down, hung, full disk) keeps the batch and retries it
 with capped exponential backoff while the queue fills; a full queue blocks the
@@ -58,14 +58,13 @@ class BatchWriter:
         self._thread.start()
 
     def put(self, lines: list[str]) -> None:
-        """Queue lines; blocks while the queue is full (backpressure)."""
+        """Queue one message's lines; blocks while the queue is full (backpressure)."""
         if lines:
             self._idle.clear()
-        for line in lines:
-            self.queue.put(line)
+            self.queue.put(lines)
 
     def pending(self) -> int:
-        """Lines queued and not yet written."""
+        """Messages queued and not yet written."""
         return self.queue.qsize()
 
     def wait_idle(self, timeout: float) -> bool:
@@ -97,8 +96,8 @@ class BatchWriter:
                 item = None
             if item is _STOP:
                 done = True
-            elif isinstance(item, str):
-                batch.append(item)
+            elif isinstance(item, list):
+                batch.extend(item)
                 if deadline is None:
                     deadline = time.monotonic() + self.flush_interval
                 if len(batch) < self.batch_size:

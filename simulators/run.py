@@ -54,6 +54,7 @@ class SimulationRun:
     end: float | None = None
     speed: float | None = 1.0
     devices: set[str] | None = None
+    max_rate: float | None = None
     clock: Callable[[], float] = time.time
     on_tick: Callable[[int, int], None] | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
@@ -71,6 +72,7 @@ class SimulationRun:
         t = self.sim.first_tick(self.start)
         wall0 = time.monotonic()
         done = 0
+        sent = 0
         while (self.end is None or t < self.end) and not self.stop_event.is_set():
             if self.speed is not None:
                 due = wall0 + (t - self.start) / self.speed
@@ -86,6 +88,9 @@ class SimulationRun:
                 seq = t // int(device.interval_s)
                 self.publish(device.topic, payload(t, seq, metrics))
                 self.published[device.kind] += 1
+                sent += 1
+            if self.max_rate is not None:  # hold the average at or under max_rate
+                self._wait(wall0 + sent / self.max_rate - time.monotonic())
             done += 1
             if self.on_tick is not None:
                 self.on_tick(t, done)

@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from campus.errors import ConfigError, ConfigIssue
 from campus.registry import CONTRACT_KINDS, BuildingType, load_campus
@@ -30,8 +29,16 @@ CONTRACT_METRICS = {
     "hvac": {"supply_temp_c", "return_temp_c", "setpoint_c", "fan_on", "power_kw"},
     "dorm": {"temp_c", "humidity_pct", "co2_ppm", "occupancy", "smoke"},
 }
-AHU_EXTRA = {"mixed_temp_c", "outdoor_temp_c", "oa_damper_pct", "heating_valve_pct",
-             "cooling_valve_pct", "fan_speed_pct", "static_pressure_pa", "static_setpoint_pa"}
+AHU_EXTRA = {
+    "mixed_temp_c",
+    "outdoor_temp_c",
+    "oa_damper_pct",
+    "heating_valve_pct",
+    "cooling_valve_pct",
+    "fan_speed_pct",
+    "static_pressure_pa",
+    "static_setpoint_pa",
+}
 MAINS = {"power": "pm-campus-main", "water": "wm-campus-main"}
 
 
@@ -85,7 +92,8 @@ def test_metering_tree_campus_main_to_building_main_to_floor(campus, kind):
     # nothing else of this kind is a sub-meter: the tree has exactly three levels
     metered = {d.id for d in campus if d.kind == kind and d.parent}
     expected = {d.id for d in building_mains} | {
-        f.id for b in building_mains for f in campus.children[b.id]}
+        f.id for b in building_mains for f in campus.children[b.id]
+    }
     assert metered == expected
 
 
@@ -115,16 +123,30 @@ def test_per_room_dorm_sensors(campus):
             assert d.room.startswith(str(d.floor))  # room 305 is on floor 3
             assert d.interval_s == 300
     # dorm room sensors only in dormitories
-    assert all(campus.buildings[d.building].type == BuildingType.dormitory
-               for d in campus if d.kind == "dorm")
+    assert all(
+        campus.buildings[d.building].type == BuildingType.dormitory
+        for d in campus
+        if d.kind == "dorm"
+    )
 
 
 def test_dorm_1_r101(campus):
     d = campus.get("dorm-1-r101")
-    assert (d.building, d.kind, d.floor, d.room, d.model) == ("dorm-1", "dorm", 1, "101", "dorm_room")
+    assert (d.building, d.kind, d.floor, d.room, d.model) == (
+        "dorm-1",
+        "dorm",
+        1,
+        "101",
+        "dorm_room",
+    )
     assert d.topic == "campus/dorm-1/dorm/dorm-1-r101"
-    assert d.influx_tags() == {"building": "dorm-1", "device": "dorm-1-r101", "floor": "1",
-                               "room": "101", "zone": "dorm-1-f1"}
+    assert d.influx_tags() == {
+        "building": "dorm-1",
+        "device": "dorm-1-r101",
+        "floor": "1",
+        "room": "101",
+        "zone": "dorm-1-f1",
+    }
 
 
 def test_every_device_metrics_resolved_from_its_model(campus):
@@ -169,9 +191,11 @@ def test_device_helpers(campus):
     assert j["id"] == "pm-teach-1-f1" and j["parent"] == "pm-teach-1"
     assert j["metrics"]["power_kw"] == {"unit": "kW", "min": 0.0, "max": 20000.0, "counter": False}
     assert campus.get("no-such-device") is None
-    assert campus.get("pm-campus-main").influx_tags() == {"building": "plant",
-                                                          "device": "pm-campus-main",
-                                                          "zone": "substation"}
+    assert campus.get("pm-campus-main").influx_tags() == {
+        "building": "plant",
+        "device": "pm-campus-main",
+        "zone": "substation",
+    }
 
 
 def test_ids_are_valid_tag_values(campus):
@@ -196,30 +220,61 @@ CASES = [
     ("yaml_syntax_error.yaml", 17, "", "YAML syntax: mapping values are not allowed here"),
     ("duplicate_key.yaml", 19, "buildings[0].name", "duplicate key 'name'"),
     ("unknown_top_level_key.yaml", 4, "colour", "Extra inputs are not permitted (got 'blue')"),
-    ("unknown_device_key.yaml", 24, "buildings[0].devices[1].colour",
-     "Extra inputs are not permitted (got 'red')"),
+    (
+        "unknown_device_key.yaml",
+        24,
+        "buildings[0].devices[1].colour",
+        "Extra inputs are not permitted (got 'red')",
+    ),
     ("missing_building_name.yaml", 16, "buildings[0].name", "Field required"),
-    ("wrong_building_type.yaml", 18, "buildings[0].type",
-     "Input should be 'dormitory', 'teaching', 'laboratory', 'library', 'canteen', 'sports', "
-     "'admin' or 'central_plant' (got 'castle')"),
-    ("bad_id_characters.yaml", 25, "buildings[0].devices[2].id",
-     "String should match pattern '^[A-Za-z0-9_.-]{1,64}$' (got 'wm main')"),
+    (
+        "wrong_building_type.yaml",
+        18,
+        "buildings[0].type",
+        "Input should be 'dormitory', 'teaching', 'laboratory', 'library', 'canteen', 'sports', "
+        "'admin' or 'central_plant' (got 'castle')",
+    ),
+    (
+        "bad_id_characters.yaml",
+        25,
+        "buildings[0].devices[2].id",
+        "String should match pattern '^[A-Za-z0-9_.-]{1,64}$' (got 'wm main')",
+    ),
     ("duplicate_building_id.yaml", 26, "buildings[1].id", "duplicate building id 'b1'"),
     ("duplicate_device_id.yaml", 26, "buildings[0].devices[3].id", "duplicate device id 'pm-f1'"),
     ("unknown_model.yaml", 25, "buildings[0].devices[2].model", "unknown model 'wm3000'"),
-    ("device_without_model_or_kind.yaml", 25, "buildings[0].devices[2]",
-     "give either 'model' or both 'kind' and 'metrics'"),
-    ("unknown_parent.yaml", 24, "buildings[0].devices[1].parent",
-     "unknown parent meter 'pm-mian'"),
-    ("parent_of_another_kind.yaml", 26, "buildings[0].devices[3].parent",
-     "parent 'pm-main' is a power meter, this device is water"),
+    (
+        "device_without_model_or_kind.yaml",
+        25,
+        "buildings[0].devices[2]",
+        "give either 'model' or both 'kind' and 'metrics'",
+    ),
+    ("unknown_parent.yaml", 24, "buildings[0].devices[1].parent", "unknown parent meter 'pm-mian'"),
+    (
+        "parent_of_another_kind.yaml",
+        26,
+        "buildings[0].devices[3].parent",
+        "parent 'pm-main' is a power meter, this device is water",
+    ),
     ("parent_loop.yaml", 23, "buildings[0].devices[0].parent", "parent chain of 'pm-main' loops"),
-    ("floor_above_building.yaml", 24, "buildings[0].devices[1].floor",
-     "floor 7 above the building's 3 floors"),
-    ("metric_min_not_below_max.yaml", 14, "models.wm.metrics.flow_lpm",
-     "min (100.0) must be below max (100.0)"),
-    ("model_kind_not_declared.yaml", 16, "models.gm.kind",
-     "unknown kind 'gas'; declare it under 'kinds' (power, water)"),
+    (
+        "floor_above_building.yaml",
+        24,
+        "buildings[0].devices[1].floor",
+        "floor 7 above the building's 3 floors",
+    ),
+    (
+        "metric_min_not_below_max.yaml",
+        14,
+        "models.wm.metrics.flow_lpm",
+        "min (100.0) must be below max (100.0)",
+    ),
+    (
+        "model_kind_not_declared.yaml",
+        16,
+        "models.gm.kind",
+        "unknown kind 'gas'; declare it under 'kinds' (power, water)",
+    ),
 ]
 
 
@@ -229,17 +284,23 @@ def _load_error(name: str) -> ConfigError:
     return info.value
 
 
-@pytest.mark.parametrize(("name", "line", "field", "fragment"), CASES,
-                         ids=[c[0].removesuffix(".yaml") for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "line", "field", "fragment"), CASES, ids=[c[0].removesuffix(".yaml") for c in CASES]
+)
 def test_bad_config_is_located(name, line, field, fragment):
     err = _load_error(name)
     file = str(BAD / name)
-    matching = [i for i in err.issues
-                if (i.file, i.line, i.field) == (file, line, field) and fragment in i.message]
+    matching = [
+        i
+        for i in err.issues
+        if (i.file, i.line, i.field) == (file, line, field) and fragment in i.message
+    ]
     assert matching, err.issues
     # the message a person reads names file, line and field too
     where = f"{file}:{line}:" + (f" {field}:" if field else "")
-    assert any(text.startswith(where) and fragment in text for text in str(err).splitlines()), str(err)
+    assert any(text.startswith(where) and fragment in text for text in str(err).splitlines()), str(
+        err
+    )
 
 
 @pytest.mark.parametrize("name", [c[0] for c in CASES if c[0] != "parent_loop.yaml"])
@@ -259,34 +320,30 @@ def test_several_mistakes_are_all_listed():
     err = _load_error("several_mistakes.yaml")
     file = str(BAD / "several_mistakes.yaml")
     assert sorted(err.issues, key=lambda i: (i.line, i.field)) == [
-        ConfigIssue(file, 24, "buildings[0].devices[1].floor", "floor 9 above the building's 3 floors"),
-        ConfigIssue(file, 24, "buildings[0].devices[1].parent", "unknown parent meter 'pm-nowhere'"),
+        ConfigIssue(
+            file, 24, "buildings[0].devices[1].floor", "floor 9 above the building's 3 floors"
+        ),
+        ConfigIssue(
+            file, 24, "buildings[0].devices[1].parent", "unknown parent meter 'pm-nowhere'"
+        ),
         ConfigIssue(file, 25, "buildings[0].devices[2].model", "unknown model 'wm3000'"),
     ]
     assert len(str(err).splitlines()) == 3
 
 
 BROKEN_LOADER = [
-    pytest.param("parent_with_unknown_model.yaml", marks=pytest.mark.xfail(
-        strict=True, raises=KeyError,
-        reason="BUG: campus/registry.py check_references: a device whose model is unknown hits "
-        "'continue' before kind_of[d.id] is set, so a sub-meter naming it as parent raises "
-        "KeyError('pm-main') at kind_of[parent] instead of a ConfigError listing "
-        "\"unknown model 'pm3000'\"")),
-    pytest.param("unhashable_key.yaml", marks=pytest.mark.xfail(
-        strict=True, raises=TypeError,
-        reason="BUG: campus/yamlconf.py _construct: a YAML complex key ('? [a, b]') is a list; "
-        "'key in out' raises TypeError (unhashable) instead of a located ConfigError")),
-    pytest.param("control_character.yaml", marks=pytest.mark.xfail(
-        strict=True, raises=yaml.YAMLError,
-        reason="BUG: campus/yamlconf.py load_located_text catches only yaml.MarkedYAMLError; a "
-        "control character raises yaml.reader.ReaderError (a YAMLError, not Marked), which "
-        "escapes, naming '<unicode string>' instead of the file")),
-    pytest.param("not_utf8.yaml", marks=pytest.mark.xfail(
-        strict=True, raises=UnicodeDecodeError,
-        reason="BUG: campus/yamlconf.py load_located catches only OSError around "
-        "read_text(encoding='utf-8'); a Latin-1 file raises UnicodeDecodeError instead of a "
-        "ConfigError naming the file")),
+    pytest.param(
+        "parent_with_unknown_model.yaml",
+    ),
+    pytest.param(
+        "unhashable_key.yaml",
+    ),
+    pytest.param(
+        "control_character.yaml",
+    ),
+    pytest.param(
+        "not_utf8.yaml",
+    ),
 ]
 
 
@@ -301,7 +358,9 @@ def test_missing_file_is_a_config_error(tmp_path):
     missing = tmp_path / "nope.yaml"
     with pytest.raises(ConfigError) as info:
         load_campus(missing)
-    assert info.value.issues == [ConfigIssue(str(missing), None, "", "cannot read: No such file or directory")]
+    assert info.value.issues == [
+        ConfigIssue(str(missing), None, "", "cannot read: No such file or directory")
+    ]
     assert str(info.value) == f"{missing}: cannot read: No such file or directory"
 
 
@@ -311,7 +370,9 @@ def test_empty_file_reports_required_sections(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_campus(p)
     assert {(i.field, i.message) for i in info.value.issues} == {
-        ("campus", "Field required"), ("buildings", "Field required")}
+        ("campus", "Field required"),
+        ("buildings", "Field required"),
+    }
 
 
 def test_many_issues_are_summarised():
@@ -377,7 +438,8 @@ def test_inline_kind_must_be_declared(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_campus(p)
     assert [(i.line, i.field, i.message) for i in info.value.issues] == [
-        (18, "buildings[0].devices[0].kind", "unknown kind 'gas'")]
+        (18, "buildings[0].devices[0].kind", "unknown kind 'gas'")
+    ]
 
 
 def test_kind_contradicting_model(tmp_path):
@@ -386,7 +448,8 @@ def test_kind_contradicting_model(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_campus(p)
     assert [(i.line, i.field, i.message) for i in info.value.issues] == [
-        (24, "buildings[0].devices[1].kind", "kind 'gas' contradicts model 'pm' (kind 'power')")]
+        (24, "buildings[0].devices[1].kind", "kind 'gas' contradicts model 'pm' (kind 'power')")
+    ]
 
 
 # ----------------------------------------------------------------- yamlconf

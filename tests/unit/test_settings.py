@@ -95,8 +95,11 @@ def test_settings_yaml_is_read(tmp_path, monkeypatch):
 
 
 def test_environment_overrides_settings_yaml(tmp_path, monkeypatch):
-    write_yaml(tmp_path, monkeypatch,
-               "influx_db: yamldb\napi_port: 9001\nmqtt_url: mqtt://yaml-broker:1883\n")
+    write_yaml(
+        tmp_path,
+        monkeypatch,
+        "influx_db: yamldb\napi_port: 9001\nmqtt_url: mqtt://yaml-broker:1883\n",
+    )
     monkeypatch.setenv("CAMPUS_API_PORT", "9100")
     monkeypatch.setenv("CAMPUS_MQTT_URL", "mqtt://env-broker:2883")
     s = Settings()
@@ -106,15 +109,18 @@ def test_environment_overrides_settings_yaml(tmp_path, monkeypatch):
 
 
 def test_dotenv_is_read(tmp_path):
-    (tmp_path / ".env").write_text("CAMPUS_INFLUX_TOKEN=secret-token\nCAMPUS_INFLUX_DB=fromdotenv\n")
+    (tmp_path / ".env").write_text(
+        "CAMPUS_INFLUX_TOKEN=secret-token\nCAMPUS_INFLUX_DB=fromdotenv\n"
+    )
     s = Settings()
     assert s.influx_token == "secret-token"
     assert s.influx_db == "fromdotenv"
 
 
 def test_full_precedence_env_then_dotenv_then_yaml_then_default(tmp_path, monkeypatch):
-    write_yaml(tmp_path, monkeypatch,
-               "influx_db: yamldb\napi_port: 9001\ndb_url: sqlite:///yaml.db\n")
+    write_yaml(
+        tmp_path, monkeypatch, "influx_db: yamldb\napi_port: 9001\ndb_url: sqlite:///yaml.db\n"
+    )
     (tmp_path / ".env").write_text("CAMPUS_API_PORT=9002\nCAMPUS_DB_URL=sqlite:///dotenv.db\n")
     monkeypatch.setenv("CAMPUS_DB_URL", "sqlite:///env.db")
     s = Settings()
@@ -132,13 +138,6 @@ def test_get_settings_is_cached(monkeypatch):
     assert get_settings().api_port == 9999
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: campus/settings.py Settings.settings_customise_sources reads CAMPUS_CONFIG_DIR "
-    "from os.environ only, so CAMPUS_CONFIG_DIR set in .env moves config_dir (campus.yaml) "
-    "but settings.yaml is still read from ./config; DESIGN.md section 5 says .env may set "
-    "the same variables",
-)
 def test_config_dir_from_dotenv_also_locates_settings_yaml(tmp_path):
     conf = tmp_path / "conf"
     conf.mkdir()
@@ -201,7 +200,12 @@ def test_mqtts_url_is_accepted(monkeypatch):
     monkeypatch.setenv("CAMPUS_MQTT_URL", "mqtts://user:pw@broker.example.edu")
     m = get_settings().mqtt
     assert (m.host, m.port, m.tls, m.username, m.password) == (
-        "broker.example.edu", 8883, True, "user", "pw")
+        "broker.example.edu",
+        8883,
+        True,
+        "user",
+        "pw",
+    )
 
 
 # -------------------------------------------------------------- MqttTarget

@@ -10,6 +10,7 @@ overlapping periods file.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
@@ -80,8 +81,20 @@ def test_naive_iso_is_taken_as_utc(text, expected):
 
 
 @pytest.mark.parametrize(
-    "text", ["yesterday", "-1", "1d", "-1x", "- 1d", "--1d", "-1d2h", "", "2026-13-01T00:00:00Z",
-             "now-1d", "+d"]
+    "text",
+    [
+        "yesterday",
+        "-1",
+        "1d",
+        "-1x",
+        "- 1d",
+        "--1d",
+        "-1d2h",
+        "",
+        "2026-13-01T00:00:00Z",
+        "now-1d",
+        "+d",
+    ],
 )
 def test_garbage_raises_a_helpful_error(text):
     with pytest.raises(ValueError) as info:
@@ -108,7 +121,9 @@ def test_parse_duration(text, expected):
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "15", "m", "-5m", "+5m", "5 m", "5min", "1h30m", "1.h", "abc"])
+@pytest.mark.parametrize(
+    "text", ["", "15", "m", "-5m", "+5m", "5 m", "5min", "1h30m", "1.h", "abc"]
+)
 def test_parse_duration_garbage(text):
     with pytest.raises(ValueError) as info:
         parse_duration(text)
@@ -170,7 +185,7 @@ def test_period_at_end_of_exams_in_local_time(calendar):
 
 def test_periods_in_the_shipped_file_do_not_overlap(calendar):
     periods = sorted(calendar.config.periods, key=lambda p: p.start)
-    for a, b in zip(periods, periods[1:], strict=False):
+    for a, b in itertools.pairwise(periods):
         assert a.end < b.start, (a.name, b.name)
 
 
