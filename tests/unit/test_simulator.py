@@ -420,6 +420,25 @@ def test_speed_paces_the_run(campus, calendar):
     assert len(sent) == 10
 
 
+def test_max_rate_holds_the_average(campus, calendar):
+    sent: list[tuple[str, bytes]] = []
+    run = SimulationRun(
+        sim=CampusSimulator(campus, calendar),
+        publish=lambda topic, data: sent.append((topic, data)),
+        start=T0,
+        end=T0 + 300,
+        speed=None,
+        clock=lambda: FAR_FUTURE,
+        devices={d.id for d in campus if d.kind == "power"},
+        max_rate=1000.0,
+    )
+    began = time.monotonic()
+    run.run()
+    # 5 ticks x 129 power meters = 645 readings at 1000/s: at least 0.6 s
+    assert len(sent) == 645
+    assert time.monotonic() - began >= 0.6
+
+
 # ---------------------------------------------------------- select_devices
 
 
