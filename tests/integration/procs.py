@@ -57,3 +57,20 @@ def wait_for(predicate, timeout: float, interval: float = 0.25):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def fresh_stack_env(tmp_path: Path) -> tuple[dict[str, str], int, int]:
+    """Environment pointing `campus` at free local ports where nothing answers yet."""
+    from campus.stack import free_port
+
+    mqtt_port, influx_port = free_port(), free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "CAMPUS_MQTT_URL": f"mqtt://127.0.0.1:{mqtt_port}",
+            "CAMPUS_INFLUX_URL": f"http://127.0.0.1:{influx_port}",
+            "CAMPUS_VAR_DIR": str(tmp_path / "var"),
+            "CAMPUS_CONFIG_DIR": str(ROOT / "config"),
+        }
+    )
+    return env, mqtt_port, influx_port

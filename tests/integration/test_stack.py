@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from campus.stack import free_port, tcp_open
+from campus.stack import tcp_open
 
-from .procs import ROOT
+from .procs import ROOT, fresh_stack_env
 
 
 def _run(env, *args):
@@ -28,15 +26,7 @@ def _run(env, *args):
 
 @pytest.mark.integration
 def test_stack_start_status_stop(tmp_path):
-    mqtt_port, influx_port = free_port(), free_port()
-    env = dict(os.environ)
-    env.update(
-        {
-            "CAMPUS_MQTT_URL": f"mqtt://127.0.0.1:{mqtt_port}",
-            "CAMPUS_INFLUX_URL": f"http://127.0.0.1:{influx_port}",
-            "CAMPUS_VAR_DIR": str(tmp_path / "var"),
-        }
-    )
+    env, mqtt_port, influx_port = fresh_stack_env(tmp_path)
     try:
         out = _run(env, "status")
         assert out.returncode == 0

@@ -4,7 +4,6 @@ readings in InfluxDB, stops everything on Ctrl-C, and finds its data again."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from campus.influx import InfluxClient
-from campus.stack import free_port, tcp_open
+from campus.stack import tcp_open
 
-from .procs import ROOT, wait_for
+from .procs import ROOT, fresh_stack_env, wait_for
 
 
 def _up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -37,16 +36,7 @@ def _count(client: InfluxClient) -> int:
 
 @pytest.mark.integration
 def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
-    mqtt_port, influx_port = free_port(), free_port()
-    env = dict(os.environ)
-    env.update(
-        {
-            "CAMPUS_MQTT_URL": f"mqtt://127.0.0.1:{mqtt_port}",
-            "CAMPUS_INFLUX_URL": f"http://127.0.0.1:{influx_port}",
-            "CAMPUS_VAR_DIR": str(tmp_path / "var"),
-            "CAMPUS_CONFIG_DIR": str(ROOT / "config"),
-        }
-    )
+    env, mqtt_port, influx_port = fresh_stack_env(tmp_path)
     client = InfluxClient(f"http://127.0.0.1:{influx_port}", "campus")
     log1 = tmp_path / "up1.log"
     proc = _up(env, log1)
