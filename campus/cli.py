@@ -486,6 +486,9 @@ def up(backfill: str, with_sim: bool) -> None:
                         raise click.ClickException(f"campus {name} exited with {c.returncode}")
                 _report_counts(influx, ("power", "water", "hvac", "dorm"))
     finally:
+        # A second Ctrl-C (a terminal or make sends one to the whole group) must
+        # not cut the orderly shutdown short; each step below has its own timeout.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for c in reversed(children):  # simulator first, then ingest (which flushes)
             if c.poll() is None:
                 c.send_signal(signal.SIGINT)
