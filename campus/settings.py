@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     ingest_future_tolerance_s: float = Field(300, ge=0)
     ingest_progress_interval_s: float = Field(10, gt=0)
     dead_letter_path: Path | None = None
+    ingest_receive_maximum: int = Field(10_000, ge=1, le=65_535)
+    ingest_write_timeout_s: float = Field(10.0, gt=0)
+    ingest_spool_dir: Path | None = None
+    ingest_spool_max_bytes: int = Field(2 << 30, ge=1 << 20)
+    ingest_gap_detection: bool = True
+    ingest_metrics_port: int = Field(9108, ge=0, le=65535)  # 0: no /metrics endpoint
+    log_format: str = Field("text", pattern="^(text|json)$")
 
     @field_validator("mqtt_url")
     @classmethod
@@ -105,6 +112,11 @@ class Settings(BaseSettings):
     def dead_letter_file(self) -> Path:
         """Where rejected messages are appended (JSON lines)."""
         return self.dead_letter_path or self.var_dir / "dead-letter.jsonl"
+
+    @property
+    def spool_folder(self) -> Path:
+        """Where batches wait while InfluxDB cannot take them."""
+        return self.ingest_spool_dir or self.var_dir / "spool"
 
     @property
     def mqtt(self) -> MqttTarget:

@@ -1,11 +1,18 @@
-"""The ingester: subscribe, decode, batch, write, dead-letter, report progress.
+"""The ingester: subscribe, decode, batch, store durably, then acknowledge.
 
-It connects with MQTT 5, a fixed client id, ``clean_start`` off and a session
-expiry, and subscribes at QoS 1 to ``$share/{group}/campus/#``: a shared
-subscription so several ingesters split the stream (DESIGN.md section 3). It
-subscribes to the whole ``campus/#`` tree rather than ``campus/+/+/+`` so that
-status topics and wrongly shaped topics reach the decoder too, and the latter
-are dead-lettered instead of silently ignored.
+It connects with MQTT 5, a fixed client id, ``clean_start`` off, a session
+expiry and a Receive Maximum, and subscribes at QoS 1 to
+``$share/{group}/campus/#``: a shared subscription so several ingesters split
+the stream (DESIGN.md section 3). It subscribes to the whole ``campus/#`` tree
+rather than ``campus/+/+/+`` so that status topics and wrongly shaped topics
+reach the decoder too, and the latter are dead-lettered instead of silently
+ignored.
+
+Acknowledgements are manual: a message's PUBACK goes to the broker only after
+the batch holding it was written to InfluxDB or fsynced to the spool. A
+killed ingester therefore loses nothing: the broker redelivers what was not
+acknowledged, and rewriting a point is idempotent. The Receive Maximum bounds
+how many unacknowledged messages the broker sends, and so the memory in use.
 """
 
 from __future__ import annotations
@@ -14,12 +21,15 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from prometheus_client import start_http_server
 
 from campus.influx import InfluxClient
 from campus.lineprotocol import point
@@ -27,7 +37,10 @@ from campus.registry import Campus
 from campus.settings import Settings
 from ingest.deadletter import DeadLetter
 from ingest.decode import Decoder, Limits, StatusEvent
-from ingest.writer import BatchWriter
+from ingest.gaps import Gap, GapTracker
+from ingest.metrics import IngestMetrics
+from ingest.spool import Spool
+from ingest.writer import BatchWriter, Message
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +56,7 @@ class Stats:
     rejected: int = 0
     unknown: int = 0
     statuses: int = 0
+    connects: int = 0
 
 
 class Ingester:
@@ -60,18 +74,26 @@ class Ingester:
             ),
         )
         self.dead = DeadLetter(settings.dead_letter_file)
-        self.influx = InfluxClient.from_settings(settings)
+        self.influx = InfluxClient.from_settings(settings, timeout=settings.ingest_write_timeout_s)
+        self.metrics = IngestMetrics()
+        self.spool = Spool(settings.spool_folder, settings.ingest_spool_max_bytes)
         self.writer = BatchWriter(
             self.influx,
+            spool=self.spool,
             batch_size=settings.ingest_batch_size,
             flush_interval=settings.ingest_flush_interval_s,
             queue_limit=settings.ingest_queue_limit,
+            ack=self._ack,
             on_rejected=lambda line, reason: self.dead.add("influxdb", line, reason),
+            on_write=self.metrics.write_seconds.observe,
         )
+        self.metrics.attach(self.writer)
+        self.gaps = GapTracker() if settings.ingest_gap_detection else None
         self.stats = Stats()
         self.unknown_devices: Counter[str] = Counter()
         self.connected = threading.Event()
         self._stop = threading.Event()
+        self._closing = False
         self._lock = threading.Lock()
         self.client = self._make_client()
 
@@ -83,6 +105,7 @@ class Ingester:
             CallbackAPIVersion.VERSION2,
             client_id=self.settings.ingest_client_id,
             protocol=mqtt.MQTTv5,
+            manual_ack=True,
         )
         if target.username:
             client.username_pw_set(target.username, target.password)
@@ -111,6 +134,9 @@ class Ingester:
         if getattr(reason_code, "is_failure", False):
             log.error("broker refused the connection: %s", reason_code)
             return
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            self.metrics.reconnects.inc()
         log.info(
             "connected to %s:%s (session present: %s); subscribing to %s",
             self.settings.mqtt.host,
@@ -134,16 +160,29 @@ class Ingester:
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self._closing:
+            return  # not acknowledged: the broker delivers it again after the restart
+        token = (msg.mid, msg.qos)
         try:
-            self.handle(msg.topic, bytes(msg.payload))
+            lines = self.handle(msg.topic, bytes(msg.payload))
         except Exception:  # a bug must not kill the network thread
             log.exception("unexpected error handling a message on %r", msg.topic)
             self.dead.add(msg.topic, bytes(msg.payload), "internal error while decoding")
+            lines = []
+        # Every message, even one wholly rejected, is acknowledged through the
+        # writer so that acknowledgements leave in the order messages came.
+        self.writer.put(Message(lines, token))
+
+    def _ack(self, tokens: Sequence[object]) -> None:
+        for token in tokens:
+            mid, qos = cast(tuple[int, int], token)
+            if qos > 0:
+                self.client.ack(mid, qos)
 
     # --------------------------------------------------------------- handling
 
-    def handle(self, topic: str, payload: bytes, now_ms: int | None = None) -> None:
-        """Decode one message and queue what it yields."""
+    def handle(self, topic: str, payload: bytes, now_ms: int | None = None) -> list[str]:
+        """Decode one message: dead-letter what is bad, return the lines to store."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         decoded = self.decoder.decode(topic, payload, now)
         lines: list[str] = []
@@ -158,10 +197,18 @@ class Ingester:
                     UNREGISTERED_TAG: "true",
                 }
             lines.append(point(reading.kind, tags, reading.metrics, reading.ts_ms))
+            if self.gaps is not None and reading.seq is not None:
+                gap = self.gaps.see(reading.device, reading.seq)
+                if gap is not None:
+                    lines.append(self._gap_line(reading.building, reading.kind, gap, now))
         if decoded.status is not None:
             lines.append(self._status_line(decoded.status, now))
         for rej in decoded.rejections:
             self.dead.add(topic, payload, rej.reason)
+        m = self.metrics
+        m.received.inc()
+        m.readings.inc(len(decoded.readings))
+        m.rejected.inc(len(decoded.rejections))
         with self._lock:
             self.stats.received += 1
             self.stats.readings += len(decoded.readings)
@@ -170,9 +217,10 @@ class Ingester:
                 self.stats.statuses += 1
             if decoded.unknown_device and decoded.readings:
                 self.stats.unknown += len(decoded.readings)
+                m.unknown.inc(len(decoded.readings))
                 parts = topic.split("/")
                 self.unknown_devices["/".join(parts[1:4])] += len(decoded.readings)
-        self.writer.put(lines)
+        return lines
 
     def _status_line(self, st: StatusEvent, now_ms: int) -> str:
         return point(
@@ -182,17 +230,49 @@ class Ingester:
             now_ms,
         )
 
+    def _gap_line(self, building: str, kind: str, gap: Gap, now_ms: int) -> str:
+        self.metrics.seq_missing.inc(gap.missing)
+        log.warning(
+            "seq gap: device %s skipped %d readings (seq %d -> %d); lost upstream",
+            gap.device,
+            gap.missing,
+            gap.after,
+            gap.before,
+        )
+        return point(
+            "device_status",
+            {"building": building, "kind": kind, "device": gap.device},
+            {
+                "seq_gap": float(gap.missing),
+                "seq_after": float(gap.after),
+                "seq_before": float(gap.before),
+            },
+            now_ms,
+        )
+
     # --------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Create the database, start the writer, connect (non-blocking)."""
+        """Create the database, start the writer and metrics, connect (non-blocking)."""
         try:
             self.influx.create_database()
         except Exception as exc:  # the writer retries; do not refuse to start
             log.warning("cannot create database yet (%s); will retry on write", exc)
+        if not self.spool.empty():
+            log.warning("spool holds %d bytes from before; replaying", self.spool.bytes)
         self.writer.start()
+        if self.settings.ingest_metrics_port:
+            try:
+                start_http_server(
+                    self.settings.ingest_metrics_port,
+                    addr="127.0.0.1",
+                    registry=self.metrics.registry,
+                )
+            except OSError as exc:
+                log.warning("no /metrics on port %d: %s", self.settings.ingest_metrics_port, exc)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.ingest_session_expiry_s
+        props.ReceiveMaximum = self.settings.ingest_receive_maximum
         target = self.settings.mqtt
         self.client.connect_async(
             target.host, target.port, keepalive=30, clean_start=False, properties=props
@@ -200,7 +280,7 @@ class Ingester:
         self.client.loop_start()
 
     def run(self) -> None:
-        """Start, then print progress until :meth:`stop` is called."""
+        """Start, then log progress until :meth:`stop` is called."""
         self.start()
         interval = self.settings.ingest_progress_interval_s
         last = time.monotonic()
@@ -212,15 +292,17 @@ class Ingester:
             rate = [(c - p) / (now - last) for c, p in zip(cur, last_stats, strict=True)]
             log.info(
                 "received %d (%.0f/s)  stored %d points (%.0f/s)  rejected %d (%.0f/s)  "
-                "unknown devices %d  queued %d",
+                "spool %d B  unknown devices %d  queued %d",
                 cur[0],
                 rate[0],
                 cur[1],
                 rate[1],
                 cur[2],
                 rate[2],
+                self.writer.backlog_bytes(),
                 len(self.unknown_devices),
                 self.writer.pending(),
+                extra={"progress": dict(zip(("received", "stored", "rejected"), cur, strict=True))},
             )
             last, last_stats = now, cur
         self.shutdown()
@@ -230,11 +312,13 @@ class Ingester:
         self._stop.set()
 
     def shutdown(self) -> None:
-        """Disconnect, write what is queued, close files."""
+        """Store and acknowledge what is queued, then disconnect and close files."""
         self._stop.set()
+        self._closing = True  # take no new messages; store and acknowledge the queued ones
+        self.writer.stop()
         self.client.disconnect()
         self.client.loop_stop()
-        self.writer.stop()
+        self.spool.close()
         self.influx.close()
         self.dead.close()
         log.info(
@@ -243,3 +327,19 @@ class Ingester:
             self.writer.stored,
             self.stats.rejected,
         )
+
+
+def status_summary(metrics_text: str) -> dict[str, float]:
+    """The headline figures from a /metrics page (for ``campus ingest --status``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name.endswith("_created") or sample.name.endswith("_bucket"):
+                continue
+            key = sample.name
+            if sample.labels:
+                key += "{" + ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items())) + "}"
+            out[key] = sample.value
+    return out

@@ -1,12 +1,20 @@
-"""The batch writer: lines in, batches of line protocol out to InfluxDB.
+"""The batch writer: messages in, batches of line protocol out, acknowledged
+only once durably stored.
 
-A single thread drains a bounded queue (one item per message); a batch is written when it reaches
-``batch_size`` lines or ``flush_interval`` seconds after its first line. A
-retryable failure (server down, hung, full disk) keeps the batch and retries it
-with capped exponential backoff while the queue fills; a full queue blocks the
-producer (the MQTT thread), which stops reading from the broker: backpressure
-that keeps memory bounded. A partial write dead-letters the refused lines only;
-the rest of the batch was stored.
+A single thread drains a bounded queue of messages; a batch is stored when it
+reaches ``batch_size`` lines or ``flush_interval`` seconds after its first
+message. "Stored" means written to InfluxDB, or appended and fsynced to the
+spool when InfluxDB is down, hung or refusing writes for its own reasons (a
+full disk answers HTTP 400 on InfluxDB 1.6, and is retried, never dropped).
+Only then are the batch's messages acknowledged to the broker, through the
+``ack`` callback, in the order they arrived.
+
+While the spool holds batches, the same thread replays a few of them after
+every live batch, oldest first, so live data keeps flowing during recovery.
+A partial write dead-letters the refused lines only: InfluxDB stored the rest.
+When the spool is full too, nothing is acknowledged: the writer keeps its
+batch and retries, the queue fills, the MQTT thread blocks, and the broker
+holds the stream. Memory stays bounded throughout.
 """
 
 from __future__ import annotations
@@ -15,60 +23,103 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from campus.errors import PartialWriteError, SinkError
 from campus.influx import DatabaseNotFound, InfluxClient
+from ingest.spool import Segment, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
 
 
+@dataclass
+class Message:
+    """One MQTT message's lines and what acknowledges it."""
+
+    lines: list[str]
+    token: object = None  # handed back to ``ack`` once stored (the MQTT mid)
+
+
+@dataclass
+class WriterStats:
+    """Counters for progress lines and metrics."""
+
+    stored: int = 0  # points written to InfluxDB directly
+    spooled: int = 0  # points appended to the spool
+    replayed: int = 0  # points written from the spool
+    refused: int = 0  # points InfluxDB refused for their content
+    write_errors: int = 0
+    spool_full_events: int = 0
+    batches: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds per InfluxDB write
+
+
 class BatchWriter:
-    """Writes queued line-protocol lines in batches; see the module doc."""
+    """Writes queued messages in batches; see the module doc."""
 
     def __init__(
         self,
         client: InfluxClient,
         *,
+        spool: Spool | None = None,
         batch_size: int = 5000,
         flush_interval: float = 1.0,
-        queue_limit: int = 200_000,
+        queue_limit: int = 50_000,
+        ack: Callable[[Sequence[object]], None] | None = None,
         on_rejected: Callable[[str, str], None] | None = None,
-        on_stored: Callable[[int], None] | None = None,
+        on_write: Callable[[float], None] | None = None,
+        replay_batches_per_turn: int = 4,
     ) -> None:
         self.client = client
+        self.spool = spool
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.queue: queue.Queue[object] = queue.Queue(maxsize=queue_limit)
+        self.ack = ack or (lambda tokens: None)
         self.on_rejected = on_rejected or (lambda line, reason: None)
-        self.on_stored = on_stored or (lambda n: None)
-        self.stored = 0
-        self.refused = 0
-        self.write_errors = 0
-        self.batches = 0
+        self.on_write = on_write or (lambda seconds: None)
+        self.replay_batches_per_turn = replay_batches_per_turn
+        self.stats = WriterStats()
+        self.healthy = True
+        self._next_probe = 0.0
+        self._replay_at: tuple[Segment, Iterator[list[str]]] | None = None
+        self._replay_batch: list[str] | None = None
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
         self._stopping = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
+        self._full_since: float | None = None
+        self._last_refused = 0  # points refused by the latest _write
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def stored(self) -> int:
+        """Points durably stored so far (InfluxDB or spool)."""
+        return self.stats.stored + self.stats.spooled
 
     def start(self) -> None:
         """Start the writer thread."""
         self._thread.start()
 
-    def put(self, lines: list[str]) -> None:
-        """Queue one message's lines; blocks while the queue is full (backpressure)."""
-        if lines:
-            self._idle.clear()
-            self.queue.put(lines)
+    def put(self, message: Message) -> None:
+        """Queue one message; blocks while the queue is full (backpressure)."""
+        self._idle.clear()
+        self.queue.put(message)
 
     def pending(self) -> int:
-        """Messages queued and not yet written."""
+        """Messages queued and not yet stored."""
         return self.queue.qsize()
 
+    def backlog_bytes(self) -> int:
+        """Bytes waiting in the spool."""
+        return self.spool.bytes if self.spool is not None else 0
+
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until everything queued so far has been written."""
+        """Wait until everything queued so far has been stored."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.queue.empty() and self._idle.is_set():
@@ -77,7 +128,7 @@ class BatchWriter:
         return False
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop (gives up retrying after ``timeout``)."""
+        """Store what is queued, then stop; what cannot be stored stays unacknowledged."""
         self._stopping.set()
         self.queue.put(_STOP)
         self._thread.join(timeout)
@@ -85,93 +136,180 @@ class BatchWriter:
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
-        batch: list[str] = []
+        lines: list[str] = []
+        tokens: list[object] = []
         deadline: float | None = None
         done = False
         while not done:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            timeout = self._wait_time(deadline)
             try:
                 item = self.queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
             if item is _STOP:
                 done = True
-            elif isinstance(item, list):
-                batch.extend(item)
+            elif isinstance(item, Message):
+                lines.extend(item.lines)
+                tokens.append(item.token)
                 if deadline is None:
                     deadline = time.monotonic() + self.flush_interval
-                if len(batch) < self.batch_size:
+                if len(lines) < self.batch_size and not self.queue.empty():
                     continue
-            if batch and (
-                done
-                or len(batch) >= self.batch_size
-                or (deadline is not None and time.monotonic() >= deadline)
-            ):
-                self._write(batch)
-                batch = []
-                deadline = None
-            if not batch and self.queue.empty():
+            due = deadline is not None and time.monotonic() >= deadline
+            if tokens and (done or len(lines) >= self.batch_size or due):
+                if self._store(lines, final=done):
+                    self.ack(tokens)
+                lines, tokens, deadline = [], [], None
+            self._replay_some()
+            if not tokens and self.queue.empty():
                 self._idle.set()
 
-    def _write(self, batch: list[str]) -> None:
-        delay = 0.2
+    def _wait_time(self, deadline: float | None) -> float | None:
+        if deadline is not None:
+            return max(0.0, deadline - time.monotonic())
+        if self.spool is not None and not self.spool.empty():
+            return 0.5  # wake up to replay the spool
+        return None
+
+    # ------------------------------------------------------------------- store
+
+    def _store(self, lines: list[str], final: bool = False) -> bool:
+        """Store one batch durably; False when it could not be (do not acknowledge)."""
+        if not lines:
+            return True
         while True:
+            if self.healthy or self.spool is None:
+                error = self._write(lines)
+                if error is None:
+                    self.stats.stored += len(lines) - self._last_refused
+                    return True
+                self._mark_unhealthy(error)
+            if self.spool is not None:
+                try:
+                    self.spool.append(lines)
+                except SpoolFull as exc:
+                    self._spool_full(exc)
+                else:
+                    self._full_since = None
+                    self.stats.spooled += len(lines)
+                    return True
+            if final or self._stopping.is_set():
+                log.error(
+                    "stopping with %d points not stored; the broker keeps them "
+                    "unacknowledged and delivers them again",
+                    len(lines),
+                )
+                return False
+            time.sleep(1.0)
+            self._probe(force=True)
+
+    def _write(self, lines: list[str]) -> SinkError | None:
+        """Write to InfluxDB; None on success (partial writes included)."""
+        self._last_refused = 0
+        for _ in range(3):
+            started = time.monotonic()
             try:
-                self.client.write(batch)
+                self.client.write(lines)
             except DatabaseNotFound:
                 log.warning("database %r missing; creating it", self.client.database)
                 try:
                     self.client.create_database()
                 except SinkError as exc:
-                    log.warning("cannot create database: %s", exc)
-                    self._backoff(delay)
-                    delay = min(delay * 2, 30.0)
+                    return exc
                 continue
             except PartialWriteError as exc:
-                self._partial(batch, exc)
-                return
+                self._partial(lines, exc)
+                return None
             except SinkError as exc:
                 if exc.retryable:
-                    self.write_errors += 1
-                    log.warning(
-                        "write of %d lines failed, retrying in %.1f s: %s", len(batch), delay, exc
-                    )
-                    if self._backoff(delay):
-                        log.error("stopping with %d lines unwritten", len(batch))
-                        return
-                    delay = min(delay * 2, 30.0)
-                    continue
-                if len(batch) > 1:  # too large or refused whole: halve and try again
-                    mid = len(batch) // 2
-                    self._write(batch[:mid])
-                    self._write(batch[mid:])
-                    return
-                self.refused += 1
-                self.on_rejected(batch[0], str(exc))
-                return
-            self.stored += len(batch)
-            self.batches += 1
-            self.on_stored(len(batch))
-            return
+                    self.stats.write_errors += 1
+                    return exc
+                return self._split(lines, exc)
+            self.on_write(time.monotonic() - started)
+            self.stats.batches += 1
+            return None
+        return SinkError("database could not be created", retryable=True)
 
-    def _partial(self, batch: list[str], exc: PartialWriteError) -> None:
-        bad_lines = {line for line, _ in exc.bad}
+    def _split(self, lines: list[str], exc: SinkError) -> SinkError | None:
+        """A batch refused whole (too large): halve it until the parts go through."""
+        if len(lines) == 1:
+            self._last_refused = 1
+            self.stats.refused += 1
+            self.on_rejected(lines[0], str(exc))
+            return None
+        mid = len(lines) // 2
+        refused = 0
+        for part in (lines[:mid], lines[mid:]):
+            error = self._write(part)
+            if error is not None:
+                return error
+            refused += self._last_refused
+        self._last_refused = refused
+        return None
+
+    def _partial(self, lines: list[str], exc: PartialWriteError) -> None:
         for line, reason in exc.bad:
             self.on_rejected(line, f"InfluxDB refused the point: {reason}")
         if not exc.bad:
-            self.on_rejected("\n".join(batch[:3]), f"InfluxDB refused part of a batch: {exc}")
-        refused = len(bad_lines) if exc.bad else 0
-        self.refused += refused
-        stored = len(batch) - refused
-        self.stored += stored
-        self.batches += 1
-        self.on_stored(stored)
+            self.on_rejected("\n".join(lines[:3]), f"InfluxDB refused part of a batch: {exc}")
+        self._last_refused = len({line for line, _ in exc.bad})
+        self.stats.refused += self._last_refused
+        self.stats.batches += 1
 
-    def _backoff(self, delay: float) -> bool:
-        """Sleep ``delay``; True when stopping and retrying should end."""
-        if self._stopping.is_set():
-            # On shutdown keep trying briefly, then give up loudly.
-            time.sleep(min(delay, 1.0))
-            return delay >= 8.0
-        time.sleep(delay)
-        return False
+    def _mark_unhealthy(self, error: SinkError) -> None:
+        if self.healthy:
+            log.warning("InfluxDB cannot take writes (%s); spooling to disk until it can", error)
+        self.healthy = False
+        self._next_probe = time.monotonic() + 1.0
+
+    def _spool_full(self, exc: SpoolFull) -> None:
+        self.stats.spool_full_events += 1
+        now = time.monotonic()
+        if self._full_since is None or now - self._full_since > 30:
+            log.error(
+                "SPOOL FULL (%s): holding the batch and acknowledging nothing more; "
+                "the broker keeps the stream until InfluxDB or the spool has room",
+                exc,
+            )
+            self._full_since = now
+
+    # ------------------------------------------------------------------ replay
+
+    def _probe(self, force: bool = False) -> None:
+        """While unhealthy, check now and then whether InfluxDB answers again."""
+        if self.healthy or (not force and time.monotonic() < self._next_probe):
+            return
+        self._next_probe = time.monotonic() + 2.0
+        if self.client.ping():
+            self.healthy = True
+            log.info("InfluxDB answers again")
+
+    def _replay_some(self) -> None:
+        """Write a few spooled batches, oldest first, when InfluxDB looks healthy."""
+        if self.spool is None or self.spool.empty():
+            return
+        self._probe()
+        if not self.healthy:
+            return
+        for _ in range(self.replay_batches_per_turn):
+            if self._replay_at is None:
+                seg = self.spool.oldest()
+                if seg is None:
+                    return
+                self._replay_at = (seg, Spool.batches(seg))
+                self._replay_batch = None
+            seg, batches = self._replay_at
+            if self._replay_batch is None:
+                self._replay_batch = next(batches, None)
+            if self._replay_batch is None:
+                self.spool.remove(seg)
+                self._replay_at = None
+                if self.spool.empty():
+                    log.info("spool replayed; back to writing directly")
+                continue
+            error = self._write(self._replay_batch)
+            if error is not None:  # keep the batch; try it again later
+                self._mark_unhealthy(error)
+                return
+            self.stats.replayed += len(self._replay_batch) - self._last_refused
+            self._replay_batch = None

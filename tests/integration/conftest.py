@@ -51,6 +51,7 @@ def settings(influxd: Influxd, broker: Mosquitto, tmp_path: Path) -> Settings:
         ingest_group=name,
         ingest_flush_interval_s=0.2,
         ingest_progress_interval_s=1,
+        ingest_metrics_port=free_port(),
     )
 
 

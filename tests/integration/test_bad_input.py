@@ -44,7 +44,7 @@ def _send(c: mqtt.Client, topic: str, payload: bytes | str) -> None:
 
 
 def _good(i: int) -> bytes:
-    return json.dumps({"ts": NOW_S + i, "seq": i, "metrics": GOOD_POWER}).encode()
+    return json.dumps({"ts": NOW_S + 2 * i, "seq": i, "metrics": GOOD_POWER}).encode()
 
 
 # (topic, payload, reason fragment expected in the dead-letter file)
@@ -125,7 +125,7 @@ def test_bad_input_rejected_and_good_stored(settings, influx, broker, tmp_path):
         pub = _publisher(broker.host, broker.port, "bad-input-test")
         good_sent = 0
         for i, (topic, payload, _) in enumerate(BAD):
-            _send(pub, "campus/teach-1/power/pm-teach-1-f1", _good(2 * i))
+            _send(pub, "campus/teach-1/power/pm-teach-1-f1", _good(i))
             good_sent += 1
             _send(pub, topic, payload)
         # The three timestamp forms and a batch with one bad reading among good ones.

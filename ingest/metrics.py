@@ -1,0 +1,96 @@
+"""The ingester's Prometheus metrics, in a registry of its own.
+
+Served on ``/metrics`` (``CAMPUS_INGEST_METRICS_PORT``) and read back by
+``campus ingest --status``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from ingest.writer import BatchWriter
+
+
+class IngestMetrics:
+    """Every figure the ingester exposes."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.received = Counter(
+            "campus_ingest_messages_received", "MQTT messages received", registry=r
+        )
+        self.readings = Counter("campus_ingest_readings", "Readings decoded", registry=r)
+        self.rejected = Counter(
+            "campus_ingest_rejected",
+            "Rejections written to the dead-letter file (messages, readings or metrics)",
+            registry=r,
+        )
+        self.unknown = Counter(
+            "campus_ingest_unknown_readings",
+            "Readings from devices not in the registry (stored, flagged)",
+            registry=r,
+        )
+        self.write_seconds = Histogram(
+            "campus_ingest_write_seconds",
+            "Duration of one InfluxDB write",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "campus_ingest_broker_reconnects", "Broker connections after the first", registry=r
+        )
+        self.seq_missing = Counter(
+            "campus_ingest_seq_missing",
+            "Readings missing by the devices' seq (lost upstream)",
+            registry=r,
+        )
+
+    def attach(self, writer: BatchWriter) -> None:
+        """Expose the writer's figures, read live at every scrape."""
+        self.registry.register(_WriterCollector(writer))
+
+
+class _WriterCollector(Collector):
+    def __init__(self, writer: BatchWriter) -> None:
+        self.writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.writer.stats
+        stored = CounterMetricFamily(
+            "campus_ingest_points_stored", "Points durably stored, by path", labels=["path"]
+        )
+        stored.add_metric(["direct"], st.stored)
+        stored.add_metric(["spool"], st.spooled)
+        stored.add_metric(["replay"], st.replayed)
+        yield stored
+        yield CounterMetricFamily(
+            "campus_ingest_points_refused",
+            "Points InfluxDB refused for their content",
+            value=st.refused,
+        )
+        yield CounterMetricFamily(
+            "campus_ingest_spool_full",
+            "Times a batch found the spool full",
+            value=st.spool_full_events,
+        )
+        yield GaugeMetricFamily(
+            "campus_ingest_spool_backlog_bytes",
+            "Bytes waiting in the spool",
+            value=self.writer.backlog_bytes(),
+        )
+        yield GaugeMetricFamily(
+            "campus_ingest_queue_messages",
+            "Messages waiting for the writer",
+            value=self.writer.pending(),
+        )
+        yield GaugeMetricFamily(
+            "campus_ingest_influx_healthy",
+            "1 while InfluxDB takes writes",
+            value=1.0 if self.writer.healthy else 0.0,
+        )
