@@ -45,7 +45,9 @@ class Settings(BaseSettings):
 
     # ingest
     ingest_client_id: str = "campus-ingest"
-    ingest_group: str = Field("ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Shared-subscription group; empty: subscribe directly (one ingester; survives
+    # Mosquitto restarts, which forget shared subscriptions; docs/scaling.md).
+    ingest_group: str = Field("ingest", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
     ingest_session_expiry_s: int = Field(86400, ge=0)
     ingest_batch_size: int = Field(5000, ge=1, le=100_000)
     ingest_flush_interval_s: float = Field(1.0, gt=0, le=60)

@@ -120,8 +120,9 @@ class Ingester:
 
     @property
     def topic(self) -> str:
-        """The shared subscription this ingester joins."""
-        return f"$share/{self.settings.ingest_group}/campus/#"
+        """The shared subscription this ingester joins (or, with no group, its own)."""
+        group = self.settings.ingest_group
+        return f"$share/{group}/campus/#" if group else "campus/#"
 
     def _on_connect(
         self,

@@ -73,7 +73,9 @@ class Spool:
                 self._roll()
             assert self._fh is not None
             try:
-                os.write(self._fh, record)
+                view = memoryview(record)
+                while view:  # a nearly full disk may take part of a write
+                    view = view[os.write(self._fh, view) :]
                 os.fsync(self._fh)
             except OSError as exc:
                 # A partial record is harmless (skipped on read); start a fresh segment.

@@ -53,8 +53,30 @@ class ReadingPublisher:
         self._connected = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: self._connected.set()
         self.client.on_disconnect = lambda c, u, f, rc, p: self._connected.clear()
+        # PUBACKs by message id: MQTTMessageInfo reports a message published while
+        # disconnected as failed even after paho resends it, so track acks here.
+        self._acked: set[int] = set()
+        self._acked_cond = threading.Condition()
+        self.client.on_publish = self._on_publish
         self.target = target
         self.published = 0
+
+    def _on_publish(self, c: object, u: object, mid: int, rc: object, p: object) -> None:
+        with self._acked_cond:
+            self._acked.add(mid)
+            self._acked_cond.notify_all()
+
+    def _settle(self, info: mqtt.MQTTMessageInfo, timeout: float) -> bool:
+        """Wait until ``info`` is acknowledged, across reconnects; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._acked_cond:
+            while info.mid not in self._acked:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._acked_cond.wait(min(remaining, 1.0))
+            self._acked.discard(info.mid)
+        return True
 
     def connect(self, timeout: float = 10.0) -> None:
         """Connect and start the network thread; raise if the broker does not answer."""
@@ -69,29 +91,28 @@ class ReadingPublisher:
             raise CampusError("the MQTT broker did not acknowledge the connection")
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """Queue one message; waits while too many await their PUBACK."""
+        """Queue one message; waits while too many await their PUBACK.
+
+        A message published while the broker is away stays in paho's queue and
+        goes out when the connection is back; nothing is dropped here.
+        """
         info = self.client.publish(topic, payload, qos=self.qos)
         self.published += 1
         if self.qos > 0:
             self._outstanding.append(info)
             while len(self._outstanding) > self.max_outstanding:
-                self._outstanding.popleft().wait_for_publish(timeout=60)
+                if self._settle(self._outstanding[0], 300.0):
+                    self._outstanding.popleft()
+                else:
+                    raise CampusError("the broker acknowledged nothing for 300 s")
 
     def flush(self, timeout: float = 120.0) -> bool:
         """Wait until every message was acknowledged; False on timeout."""
         deadline = time.monotonic() + timeout
         while self._outstanding:
-            info = self._outstanding[0]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not self._settle(self._outstanding[0], deadline - time.monotonic()):
                 return False
-            try:
-                info.wait_for_publish(timeout=remaining)
-            except (ValueError, RuntimeError):
-                time.sleep(0.1)
-                continue
-            if info.is_published():
-                self._outstanding.popleft()
+            self._outstanding.popleft()
         return True
 
     def close(self) -> None:

@@ -61,3 +61,48 @@ def influx(settings: Settings) -> Iterator[InfluxClient]:
     client = InfluxClient.from_settings(settings)
     yield client
     client.close()
+
+
+@pytest.fixture
+def own_influxd(tmp_path: Path) -> Iterator[Influxd]:
+    """An influxd for one test, which may stop, hang or kill it."""
+    server = Influxd(tmp_path / "influxd", free_port())
+    server.start(timeout=60)
+    yield server
+    server.kill(18)  # SIGCONT, in case the test left it stopped
+    server.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto for one test, which may restart or kill it."""
+    server = Mosquitto(tmp_path / "mosquitto", free_port())
+    server.start(timeout=30)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fault_settings(own_influxd: Influxd, own_broker: Mosquitto, tmp_path: Path) -> Settings:
+    """Settings on the per-test servers, with short timeouts so faults show quickly."""
+    return Settings(
+        mqtt_url=own_broker.url,
+        influx_url=own_influxd.url,
+        influx_db="faults",
+        var_dir=tmp_path / "var",
+        config_dir=ROOT / "config",
+        ingest_client_id="ingest-faults",
+        ingest_group="faults",
+        ingest_flush_interval_s=0.2,
+        ingest_progress_interval_s=2,
+        ingest_write_timeout_s=2.0,
+        ingest_metrics_port=free_port(),
+    )
+
+
+@pytest.fixture
+def fault_influx(fault_settings: Settings) -> Iterator[InfluxClient]:
+    """A client on the fault tests' database."""
+    client = InfluxClient.from_settings(fault_settings)
+    yield client
+    client.close()
