@@ -24,12 +24,35 @@ from campus.settings import Settings, get_settings
 log = logging.getLogger("campus")
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any extras."""
+
+    _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update({k: v for k, v in record.__dict__.items() if k not in self._SKIP})
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    handler = logging.StreamHandler()
+    if os.environ.get("CAMPUS_LOG_FORMAT", "text") == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
+            )
+        )
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
 
 
@@ -345,11 +368,25 @@ def simulate(
 
 @main.command()
 @click.option("--client-id", default=None, help="MQTT client id (default: settings).")
-def ingest(client_id: str | None) -> None:
-    """Store every reading from the broker in InfluxDB (runs until stopped)."""
+@click.option(
+    "--status",
+    "show_status",
+    is_flag=True,
+    help="Print a running ingester's figures (from its /metrics) and exit.",
+)
+def ingest(client_id: str | None, show_status: bool) -> None:
+    """Store every reading from the broker in InfluxDB (runs until stopped).
+
+    A reading is acknowledged to the broker only once it is in InfluxDB or in
+    the on-disk spool. Metrics for Prometheus are served on
+    127.0.0.1:CAMPUS_INGEST_METRICS_PORT/metrics.
+    """
     from ingest.service import Ingester
 
     s = _settings()
+    if show_status:
+        _ingest_status(s)
+        return
     if client_id:
         s = s.model_copy(update={"ingest_client_id": client_id})
     ingester = Ingester(s, _campus())
@@ -362,6 +399,41 @@ def ingest(client_id: str | None) -> None:
     )
     with _on_signals(ingester.stop):
         ingester.run()
+
+
+def _ingest_status(s: Settings) -> None:
+    import httpx
+
+    from ingest.service import status_summary
+
+    url = f"http://127.0.0.1:{s.ingest_metrics_port}/metrics"
+    try:
+        text = httpx.get(url, timeout=3).text
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"no ingester answers at {url}: {exc}") from None
+    figures = status_summary(text)
+    rows = [
+        ("messages received", "campus_ingest_messages_received_total"),
+        ("readings decoded", "campus_ingest_readings_total"),
+        ("rejected", "campus_ingest_rejected_total"),
+        ("stored directly", "campus_ingest_points_stored_total{path=direct}"),
+        ("spooled", "campus_ingest_points_stored_total{path=spool}"),
+        ("replayed from spool", "campus_ingest_points_stored_total{path=replay}"),
+        ("spool backlog (bytes)", "campus_ingest_spool_backlog_bytes"),
+        ("spool full events", "campus_ingest_spool_full_total"),
+        ("queued messages", "campus_ingest_queue_messages"),
+        ("InfluxDB healthy", "campus_ingest_influx_healthy"),
+        ("broker reconnects", "campus_ingest_broker_reconnects_total"),
+        ("readings missing by seq", "campus_ingest_seq_missing_total"),
+        ("InfluxDB writes", "campus_ingest_write_seconds_count"),
+    ]
+    click.echo(f"ingester at {url}")
+    for label, key in rows:
+        click.echo(f"  {label:26} {figures.get(key, 0):>14,.0f}")
+    n = figures.get("campus_ingest_write_seconds_count", 0)
+    if n:
+        mean = figures.get("campus_ingest_write_seconds_sum", 0) / n * 1000
+        click.echo(f"  {'mean write latency (ms)':26} {mean:>14.1f}")
 
 
 # --------------------------------------------------------------------- stack / up

@@ -116,6 +116,9 @@ class Ingester:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_connect_fail = lambda c, u: log.warning(
+            "cannot reach the broker at %s:%s; retrying", target.host, target.port
+        )
         return client
 
     @property

@@ -8,6 +8,7 @@ sent alongside is stored exactly.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 
@@ -176,6 +177,12 @@ def test_bad_input_rejected_and_good_stored(settings, influx, broker, tmp_path):
         assert wait_for(lambda: stored() == good_sent + 1, 30), stored()
         assert wait_for(lambda: influx.count("water") == 2, 10)
         assert wait_for(lambda: influx.count("dorm") == 3, 10)
+        status = run_campus(settings, "ingest", "--status")
+        assert status.returncode == 0, status.stderr
+        figures = dict(re.findall(r"^  (\S.*?\S)\s{2,}([\d,.]+)$", status.stdout, re.M))
+        assert int(figures["messages received"].replace(",", "")) >= 2 * len(BAD)
+        assert int(figures["rejected"].replace(",", "")) >= len(BAD)
+        assert int(figures["stored directly"].replace(",", "")) >= good_sent
     finally:
         if pub is not None:
             pub.loop_stop()
