@@ -59,6 +59,7 @@ class Spool:
         names = sorted(p for p in folder.glob("*.seg"))
         self._next = int(names[-1].stem) + 1 if names else 1
         self.bytes = sum(p.stat().st_size for p in names)
+        self._count = len(names)  # segments on disk, so empty() needs no directory scan
 
     # ---------------------------------------------------------------- writing
 
@@ -92,6 +93,7 @@ class Spool:
         self._next += 1
         self._fh = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._current = path
+        self._count += 1
         dir_fd = os.open(self.folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # the new file's name survives a crash too
@@ -157,12 +159,14 @@ class Spool:
         with self._lock:
             if self._current == segment.path:
                 self._close_current()
-            segment.path.unlink(missing_ok=True)
+            if segment.path.exists():
+                segment.path.unlink()
+                self._count -= 1
             self.bytes = max(0, self.bytes - segment.size)
 
     def empty(self) -> bool:
         """True when nothing waits for replay."""
-        return not any(self.folder.glob("*.seg"))
+        return self._count == 0
 
     def close(self) -> None:
         """Close the open segment."""

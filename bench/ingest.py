@@ -1,0 +1,424 @@
+"""Ingest benchmark: sustained readings/s, latency, CPU per reading and memory,
+with the ceilings of the parts alone measured in the same run.
+
+Everything runs on this machine against a real Mosquitto and a real influxd
+started on free ports. Publishers fill the broker's queue for the ingester's
+offline persistent session first (several processes, so publishing is never
+the bottleneck of the measured phase); then the ingester is started and timed
+until InfluxDB holds every reading. Phases:
+
+  bare      a bare paho-mqtt QoS 1 subscriber that only decodes JSON (ceiling)
+  influxd   one writer posting the same line protocol to influxd (ceiling)
+  single    one `campus ingest`, one reading per message
+  batch60   one `campus ingest`, batch payloads of 60 readings per message
+  two       two `campus ingest` processes sharing the subscription
+  latency   publish-to-stored latency at a steady publish rate (probes)
+
+    .venv/bin/python bench/ingest.py [--readings 100000] [--phases ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+
+from campus.influx import InfluxClient  # noqa: E402
+from campus.registry import load_campus  # noqa: E402
+from campus.stack import Influxd, Mosquitto, free_port  # noqa: E402
+
+T0_MS = 1_790_000_000_000  # 2026-09-21: a fixed event time for every run
+
+
+def _devices() -> list[tuple[str, str]]:
+    campus = load_campus(ROOT / "config" / "campus.yaml")
+    return [(d.topic, d.id) for d in campus if d.kind == "power"]
+
+
+def _payloads(n: int, per_message: int, worker: int, workers: int) -> list[tuple[str, bytes]]:
+    """This worker's share of ``n`` readings of the power meters, as MQTT messages."""
+    devices = _devices()
+    out = []
+    per_dev = max(1, n // len(devices))
+    for di, (topic, _) in enumerate(devices):
+        if di % workers != worker:
+            continue
+        readings = [
+            {"ts": T0_MS + k * 1000, "seq": k, "metrics": _metrics(k)} for k in range(per_dev)
+        ]
+        if per_message == 1:
+            out += [(topic, json.dumps(r).encode()) for r in readings]
+        else:
+            for i in range(0, len(readings), per_message):
+                out.append(
+                    (topic, json.dumps({"readings": readings[i : i + per_message]}).encode())
+                )
+    return out
+
+
+def _metrics(k: int) -> dict[str, float]:
+    """Plausible power-meter values (inside the registry's valid ranges)."""
+    kw = 40.0 + (k * 7919) % 600 / 10
+    return {
+        "power_kw": kw,
+        "energy_kwh": 100_000.0 + k * 0.75,
+        "voltage_v": 380.0 + k % 7,
+        "current_a": round(kw * 1.6, 2),
+        "power_factor": 0.9 + (k % 9) / 100,
+    }
+
+
+def _publish_worker(args: tuple[str, int, int, int, int, int]) -> int:
+    host, port, n, per_message, worker, workers = args
+    msgs = _payloads(n, per_message, worker, workers)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{worker}-{time.time_ns()}")
+    c.max_inflight_messages_set(1000)
+    c.connect(host, port)
+    c.loop_start()
+    infos = [c.publish(t, p, qos=1) for t, p in msgs]
+    for i in infos:
+        i.wait_for_publish(300)
+    c.disconnect()
+    c.loop_stop()
+    return len(msgs)
+
+
+def publish(broker: Mosquitto, n: int, per_message: int = 1, workers: int = 2) -> tuple[int, float]:
+    """Publish ``n`` readings with several processes; (messages, seconds)."""
+    t = time.monotonic()
+    with mp.Pool(workers) as pool:
+        sent = sum(
+            pool.map(
+                _publish_worker,
+                [(broker.host, broker.port, n, per_message, w, workers) for w in range(workers)],
+            )
+        )
+    return sent, time.monotonic() - t
+
+
+def _session(broker: Mosquitto, client_id: str, topic: str) -> None:
+    """Create a persistent session subscribed to ``topic``, then leave."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    p = Properties(PacketTypes.CONNECT)
+    p.SessionExpiryInterval = 3600
+    c.connect(broker.host, broker.port, clean_start=False, properties=p)
+    c.loop_start()
+    r = c.subscribe(topic, qos=1)
+    time.sleep(0.5)
+    assert r[0] == 0
+    c.disconnect()
+    c.loop_stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _count(client: InfluxClient) -> int:
+    try:
+        return client.count("power")
+    except Exception:
+        return 0
+
+
+class Bench:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.influxd = Influxd(tmp / "influxd", free_port())
+        self.broker = Mosquitto(tmp / "mosquitto", free_port())
+        self.influxd.start(timeout=60)
+        self.broker.start()
+        self.results: dict[str, dict[str, float]] = {}
+
+    def close(self) -> None:
+        self.broker.stop()
+        self.influxd.stop()
+
+    def env(self, db: str, client_id: str, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "CAMPUS_MQTT_URL": self.broker.url,
+                "CAMPUS_INFLUX_URL": self.influxd.url,
+                "CAMPUS_INFLUX_DB": db,
+                "CAMPUS_VAR_DIR": str(self.tmp / f"var-{client_id}"),
+                "CAMPUS_CONFIG_DIR": str(ROOT / "config"),
+                "CAMPUS_INGEST_CLIENT_ID": client_id,
+                "CAMPUS_INGEST_GROUP": db,
+                "CAMPUS_LOG_LEVEL": "WARNING",
+                "CAMPUS_INGEST_METRICS_PORT": "0",
+                "CAMPUS_INGEST_GAP_DETECTION": "false",
+            }
+        )
+        env.update(extra)
+        return env
+
+    # -------------------------------------------------------------- phases
+
+    def bare(self, n: int) -> None:
+        """A minimal paho subscriber: receive, json.loads, auto-ack. Ceiling of paho."""
+        cid = "bench-bare"
+        _session(self.broker, cid, "$share/bare/campus/#")
+        sent, _ = publish(self.broker, n)
+        done = mp.Event()
+        count = mp.Value("i", 0)
+        proc = mp.Process(
+            target=_bare_sub, args=(self.broker.host, self.broker.port, cid, sent, count, done)
+        )
+        t = time.monotonic()
+        proc.start()
+        done.wait(600)
+        secs = time.monotonic() - t
+        proc.join(10)
+        self.results["bare"] = {
+            "readings": count.value,
+            "seconds": secs,
+            "per_s": count.value / secs,
+        }
+
+    def influx_ceiling(self, n: int) -> None:
+        """One writer posting 5000-line batches of the same points to influxd."""
+        from campus.lineprotocol import point
+
+        client = InfluxClient(self.influxd.url, "ceiling")
+        client.create_database()
+        lines = []
+        for topic, dev in _devices():
+            b = topic.split("/")[1]
+            for k in range(max(1, n // 129)):
+                lines.append(
+                    point("power", {"building": b, "device": dev}, _metrics(k), T0_MS + k * 1000)
+                )
+        t = time.monotonic()
+        for i in range(0, len(lines), 5000):
+            client.write(lines[i : i + 5000])
+        secs = time.monotonic() - t
+        client.close()
+        self.results["influxd"] = {
+            "readings": len(lines),
+            "seconds": secs,
+            "per_s": len(lines) / secs,
+        }
+
+    def ingest(self, name: str, n: int, per_message: int = 1, processes: int = 1) -> None:
+        """`campus ingest` draining a backlog of ``n`` readings."""
+        db = f"b{name}"
+        ids = [f"bench-{name}-{i}" for i in range(processes)]
+        for cid in ids:
+            _session(self.broker, cid, f"$share/{db}/campus/#")
+        _, pub_s = publish(self.broker, n, per_message)
+        client = InfluxClient(self.influxd.url, db)
+        want = (n // 129) * 129
+        t = time.monotonic()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "campus.cli", "ingest"], env=self.env(db, cid), cwd=ROOT
+            )
+            for cid in ids
+        ]
+        cpu0 = [0.0] * processes
+        rss = [0.0] * processes
+        cpu = [0.0] * processes
+        while time.monotonic() - t < 900:
+            for i, p in enumerate(procs):
+                cpu[i] = _cpu_seconds(p.pid)
+                rss[i] = max(rss[i], _peak_rss_mib(p.pid))
+            if _count(client) >= want:
+                break
+            time.sleep(0.25)
+        secs = time.monotonic() - t
+        stored = _count(client)
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+            p.wait(60)
+        client.close()
+        total_cpu = sum(c - c0 for c, c0 in zip(cpu, cpu0, strict=True))
+        self.results[name] = {
+            "readings": stored,
+            "seconds": secs,
+            "per_s": stored / secs,
+            "cpu_us_per_reading": total_cpu / max(stored, 1) * 1e6,
+            "peak_rss_mib": max(rss),
+            "publish_s": pub_s,
+            "lost": want - stored,
+        }
+
+    def latency(self, rate: float, seconds: float) -> None:
+        """Probes at a steady total publish rate; publish-to-stored latency."""
+        db, cid = "blatency", "bench-latency"
+        client = InfluxClient(self.influxd.url, db)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "campus.cli", "ingest"],
+            env=self.env(db, cid, CAMPUS_INGEST_FLUSH_INTERVAL_S="0.1"),
+            cwd=ROOT,
+        )
+        time.sleep(3)
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-latency-pub")
+        pub.max_inflight_messages_set(1000)
+        pub.connect(self.broker.host, self.broker.port)
+        pub.loop_start()
+        devices = _devices()
+        probes: list[tuple[int, float]] = []
+        found: dict[int, float] = {}
+        t0 = time.monotonic()
+        k = 0
+        next_probe = t0
+        while time.monotonic() - t0 < seconds:
+            topic, _ = devices[k % len(devices)]
+            now_ms = int(time.time() * 1000) - 60_000 + k % 1000  # unique, in the past
+            pub.publish(
+                topic,
+                json.dumps({"ts": now_ms + k * 0, "seq": k, "metrics": {"power_kw": 1.0 + k}}),
+                qos=1,
+            )
+            if time.monotonic() >= next_probe:
+                ts = int(time.time() * 1000)
+                pub.publish(
+                    "campus/plant/power/bench-probe",
+                    json.dumps({"ts": ts, "metrics": {"power_kw": 1.0}}),
+                    qos=1,
+                )
+                probes.append((ts, time.monotonic()))
+                next_probe += 0.1
+            k += 1
+            sleep = t0 + k / rate - time.monotonic()
+            if sleep > 0:
+                time.sleep(sleep)
+            if k % 200 == 0:
+                self._poll_probes(client, probes, found)
+        deadline = time.monotonic() + 10
+        while len(found) < len(probes) and time.monotonic() < deadline:
+            self._poll_probes(client, probes, found)
+            time.sleep(0.02)
+        pub.disconnect()
+        pub.loop_stop()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        client.close()
+        lat = sorted(found[ts] - sent for ts, sent in probes if ts in found)
+        self.results["latency"] = {
+            "rate": rate,
+            "probes": len(probes),
+            "stored_probes": len(lat),
+            "p50_ms": statistics.median(lat) * 1000 if lat else float("nan"),
+            "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan"),
+        }
+
+    @staticmethod
+    def _poll_probes(
+        client: InfluxClient, probes: list[tuple[int, float]], found: dict[int, float]
+    ) -> None:
+        pending = [ts for ts, _ in probes if ts not in found]
+        if not pending:
+            return
+        try:
+            series = client.query(
+                "SELECT power_kw FROM power WHERE device = 'bench-probe' "
+                f"AND time >= {min(pending)}ms"
+            )
+        except Exception:
+            return
+        now = time.monotonic()
+        for s in series:
+            for ts, _ in s["values"]:
+                found.setdefault(ts, now)
+
+
+def _bare_sub(host: str, port: int, cid: str, want: int, count, done) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+
+    def on_message(client, userdata, msg):
+        json.loads(msg.payload)
+        count.value += 1
+        if count.value >= want:
+            done.set()
+
+    c.on_message = on_message
+    p = Properties(PacketTypes.CONNECT)
+    p.SessionExpiryInterval = 3600
+    p.ReceiveMaximum = 10000
+    c.connect(host, port, clean_start=False, properties=p)
+    c.loop_start()
+    done.wait(600)
+    c.disconnect()
+    c.loop_stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--readings", type=int, default=100_000)
+    ap.add_argument("--phases", default="bare,influxd,single,batch60,two,latency")
+    ap.add_argument("--latency-rate", type=float, default=5000)
+    args = ap.parse_args()
+    phases = args.phases.split(",")
+    bench = Bench(Path(tempfile.mkdtemp(prefix="bench-ingest-")))
+    try:
+        for ph in phases:
+            print(f"... {ph}", file=sys.stderr, flush=True)
+            if ph == "bare":
+                bench.bare(args.readings)
+            elif ph == "influxd":
+                bench.influx_ceiling(args.readings)
+            elif ph == "single":
+                bench.ingest("single", args.readings)
+            elif ph == "batch60":
+                bench.ingest("batch60", args.readings * 3, per_message=60)
+            elif ph == "two":
+                bench.ingest("two", args.readings, processes=2)
+            elif ph == "latency":
+                bench.latency(args.latency_rate, 20)
+    finally:
+        bench.close()
+    r = bench.results
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.platform()}"
+    )
+    for name, figures in r.items():
+        print(
+            f"{name:8} "
+            + "  ".join(
+                f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v:,}"
+                for k, v in figures.items()
+            )
+        )
+    if "bare" in r and "single" in r:
+        print(f"single / bare paho subscriber: {r['single']['per_s'] / r['bare']['per_s']:.2f}")
+    if "influxd" in r and "batch60" in r:
+        print(
+            f"batch60 / influxd single writer: {r['batch60']['per_s'] / r['influxd']['per_s']:.2f}"
+        )
+    if "two" in r and "single" in r:
+        print(f"two / single: {r['two']['per_s'] / r['single']['per_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
