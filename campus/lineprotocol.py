@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import lru_cache
 
 _MEAS = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -20,7 +21,7 @@ _FORBIDDEN = ("\n", "\r", "\t")
 def _check(kind: str, value: str) -> None:
     if not value:
         raise ValueError(f"empty {kind}")
-    if any(c in value for c in _FORBIDDEN):
+    if "\n" in value or "\r" in value or "\t" in value:
         raise ValueError(f"{kind} {value!r} contains a newline, CR or tab")
     if value.endswith("\\"):
         raise ValueError(f"{kind} {value!r} ends with a backslash")
@@ -61,6 +62,30 @@ def format_field_value(value: float | int | bool | str) -> str:
     return repr(f)
 
 
+def series(measurement: str, tags: Mapping[str, str]) -> str:
+    """The escaped series key (measurement and tags, sorted by key) that starts a line."""
+    head = escape_measurement(measurement)
+    for k in sorted(tags):
+        head += f",{escape_key(k)}={escape_key(tags[k])}"
+    return head
+
+
+@lru_cache(maxsize=4096)
+def _field_key(name: str) -> str:
+    return escape_field_key(name)
+
+
+def line(head: str, fields: Mapping[str, float | int | bool | str], ts: int | None) -> str:
+    """A line from a series key made by :func:`series` (cache it per device)."""
+    if not fields:
+        raise ValueError("a point needs at least one field")
+    body = ",".join(
+        f"{_field_key(k)}={repr(v) if type(v) is float and v - v == 0 else format_field_value(v)}"
+        for k, v in fields.items()
+    )
+    return f"{head} {body}" if ts is None else f"{head} {body} {int(ts)}"
+
+
 def point(
     measurement: str,
     tags: Mapping[str, str],
@@ -68,10 +93,4 @@ def point(
     ts: int | None,
 ) -> str:
     """One line of line protocol; tags sorted by key as InfluxDB prefers."""
-    if not fields:
-        raise ValueError("a point needs at least one field")
-    head = escape_measurement(measurement)
-    for k in sorted(tags):
-        head += f",{escape_key(k)}={escape_key(tags[k])}"
-    body = ",".join(f"{escape_field_key(k)}={format_field_value(v)}" for k, v in fields.items())
-    return f"{head} {body}" if ts is None else f"{head} {body} {int(ts)}"
+    return line(series(measurement, tags), fields, ts)

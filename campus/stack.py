@@ -201,7 +201,9 @@ class Mosquitto(Managed):
             "autosave_interval 10\n"
             "persistent_client_expiration 14d\n"
             "max_queued_messages 1000000\n"
-            "max_inflight_messages 1000\n" + self._user_line(data) + "log_dest stderr\n"
+            "max_inflight_messages 1000\n"
+            # no subscriber ever has to hold a larger message whole in memory
+            "message_size_limit 8388608\n" + self._user_line(data) + "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\n" + self.extra_config
         )
 

@@ -32,7 +32,8 @@ from paho.mqtt.properties import Properties
 from prometheus_client import start_http_server
 
 from campus.influx import InfluxClient
-from campus.lineprotocol import point
+from campus.lineprotocol import line, point, series
+from campus.reading import Reading
 from campus.registry import Campus
 from campus.settings import Settings
 from ingest.deadletter import DeadLetter
@@ -91,6 +92,7 @@ class Ingester:
         self.gaps = GapTracker() if settings.ingest_gap_detection else None
         self.stats = Stats()
         self.unknown_devices: Counter[str] = Counter()
+        self._series: dict[tuple[str, str, str], str] = {}
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._closing = False
@@ -191,16 +193,10 @@ class Ingester:
         decoded = self.decoder.decode(topic, payload, now)
         lines: list[str] = []
         for reading in decoded.readings:
-            device = self.campus.get(reading.device)
-            if device is not None:
-                tags = device.influx_tags()
-            else:
-                tags = {
-                    "building": reading.building,
-                    "device": reading.device,
-                    UNREGISTERED_TAG: "true",
-                }
-            lines.append(point(reading.kind, tags, reading.metrics, reading.ts_ms))
+            head = self._series.get((reading.building, reading.kind, reading.device))
+            if head is None:
+                head = self._series_head(reading)
+            lines.append(line(head, reading.metrics, reading.ts_ms))
             if self.gaps is not None and reading.seq is not None:
                 gap = self.gaps.see(reading.device, reading.seq)
                 if gap is not None:
@@ -225,6 +221,22 @@ class Ingester:
                 parts = topic.split("/")
                 self.unknown_devices["/".join(parts[1:4])] += len(decoded.readings)
         return lines
+
+    def _series_head(self, reading: Reading) -> str:
+        """The escaped series key of a device's readings, cached per device."""
+        device = self.campus.get(reading.device)
+        if device is not None:
+            tags = device.influx_tags()
+        else:
+            tags = {
+                "building": reading.building,
+                "device": reading.device,
+                UNREGISTERED_TAG: "true",
+            }
+        head = series(reading.kind, tags)
+        if len(self._series) < 1_000_000:  # bounded: unknown ids cannot grow it forever
+            self._series[(reading.building, reading.kind, reading.device)] = head
+        return head
 
     def _status_line(self, st: StatusEvent, now_ms: int) -> str:
         return point(

@@ -218,6 +218,10 @@ class BatchWriter:
                     return exc
                 continue
             except PartialWriteError as exc:
+                if not exc.bad and len(lines) > 1:
+                    # Refused lines not named: halve the batch until each refused line
+                    # stands alone (rewriting stored points is idempotent).
+                    return self._split(lines, exc)
                 self._partial(lines, exc)
                 return None
             except SinkError as exc:
