@@ -20,9 +20,9 @@ holds the stream. Memory stays bounded throughout.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -32,8 +32,6 @@ from ingest.spool import Segment, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
-
 
 @dataclass
 class Message:
@@ -41,6 +39,7 @@ class Message:
 
     lines: list[str]
     token: object = None  # handed back to ``ack`` once stored (the MQTT mid)
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -77,7 +76,11 @@ class BatchWriter:
         self.spool = spool
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.queue: queue.Queue[object] = queue.Queue(maxsize=queue_limit)
+        self.queue_limit = queue_limit
+        self._items: deque[Message] = deque()
+        self._lines = 0  # lines queued, for batching
+        self._count_lock = threading.Lock()
+        self._wake = threading.Event()
         self.ack = ack or (lambda tokens: None)
         self.on_rejected = on_rejected or (lambda line, reason: None)
         self.on_write = on_write or (lambda seconds: None)
@@ -106,13 +109,23 @@ class BatchWriter:
         self._thread.start()
 
     def put(self, message: Message) -> None:
-        """Queue one message; blocks while the queue is full (backpressure)."""
+        """Queue one message; blocks while the queue is full (backpressure).
+
+        The writer is not woken per message (two thread switches a message cost
+        more than decoding it): only when a batch is full, or by its own timer.
+        """
         self._idle.clear()
-        self.queue.put(message)
+        self._items.append(message)
+        with self._count_lock:
+            self._lines += len(message.lines) or 1
+        if self._lines >= self.batch_size:
+            self._wake.set()
+        while len(self._items) > self.queue_limit and not self._stopping.is_set():
+            time.sleep(0.01)
 
     def pending(self) -> int:
         """Messages queued and not yet stored."""
-        return self.queue.qsize()
+        return len(self._items)
 
     def backlog_bytes(self) -> int:
         """Bytes waiting in the spool."""
@@ -122,7 +135,7 @@ class BatchWriter:
         """Wait until everything queued so far has been stored."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.queue.empty() and self._idle.is_set():
+            if not self._items and self._idle.is_set():
                 return True
             time.sleep(0.05)
         return False
@@ -130,46 +143,45 @@ class BatchWriter:
     def stop(self, timeout: float = 30.0) -> None:
         """Store what is queued, then stop; what cannot be stored stays unacknowledged."""
         self._stopping.set()
-        self.queue.put(_STOP)
+        self._wake.set()
         self._thread.join(timeout)
 
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
-        lines: list[str] = []
-        tokens: list[object] = []
-        deadline: float | None = None
-        done = False
-        while not done:
-            timeout = self._wait_time(deadline)
-            try:
-                item = self.queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                done = True
-            elif isinstance(item, Message):
-                lines.extend(item.lines)
-                tokens.append(item.token)
-                if deadline is None:
-                    deadline = time.monotonic() + self.flush_interval
-                if len(lines) < self.batch_size and not self.queue.empty():
-                    continue
-            due = deadline is not None and time.monotonic() >= deadline
-            if tokens and (done or len(lines) >= self.batch_size or due):
-                if self._store(lines, final=done):
-                    self.ack(tokens)
-                lines, tokens, deadline = [], [], None
-            self._replay_some()
-            if not tokens and self.queue.empty():
+        items = self._items
+        while True:
+            stopping = self._stopping.is_set()
+            if not items:
+                if stopping:
+                    self._idle.set()
+                    return
                 self._idle.set()
-
-    def _wait_time(self, deadline: float | None) -> float | None:
-        if deadline is not None:
-            return max(0.0, deadline - time.monotonic())
-        if self.spool is not None and not self.spool.empty():
-            return 0.5  # wake up to replay the spool
-        return None
+                spool_waiting = self.spool is not None and not self.spool.empty()
+                self._wake.wait(0.5 if spool_waiting else self.flush_interval)
+                self._wake.clear()
+                self._replay_some()
+                continue
+            deadline = items[0].at + self.flush_interval
+            while self._lines < self.batch_size and not self._stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wake.wait(remaining)
+                self._wake.clear()
+            lines: list[str] = []
+            tokens: list[object] = []
+            taken = 0
+            while items and len(lines) < self.batch_size:
+                message = items.popleft()
+                lines.extend(message.lines)
+                tokens.append(message.token)
+                taken += len(message.lines) or 1
+            with self._count_lock:
+                self._lines -= taken
+            if self._store(lines, final=self._stopping.is_set()):
+                self.ack(tokens)
+            self._replay_some()
 
     # ------------------------------------------------------------------- store
 
