@@ -11,7 +11,10 @@ until InfluxDB holds every reading. Phases:
   influxd   one writer posting the same line protocol to influxd (ceiling)
   single    one `campus ingest`, one reading per message
   batch60   one `campus ingest`, batch payloads of 60 readings per message
+  garbage   like single, with one bad message (malformed, unknown topic, 1 in 200
+            of 300 kB) after every good one: the good half's rate
   two       two `campus ingest` processes sharing the subscription
+  spool     a 1,000,000-reading backlog spooled while influxd is down, then replayed
   latency   publish-to-stored latency at a steady publish rate (probes)
 
     .venv/bin/python bench/ingest.py [--readings 100000] [--phases ...]
@@ -52,8 +55,19 @@ def _devices() -> list[tuple[str, str]]:
     return [(d.topic, d.id) for d in campus if d.kind == "power"]
 
 
-def _payloads(n: int, per_message: int, worker: int, workers: int) -> list[tuple[str, bytes]]:
-    """This worker's share of ``n`` readings of the power meters, as MQTT messages."""
+GARBAGE = [
+    ("campus/teach-1/power/pm-teach-1-f1", b'{"ts": 1, "metrics": {'),
+    ("campus/teach-1/nonsense/dev", b'{"metrics": {"a": 1}}'),
+    ("campus/only/three", b'{"metrics": {"a": 1}}'),
+]
+OVERSIZED = ("campus/teach-1/power/pm-teach-1-f1", b"x" * 300_000)  # one in 200
+
+
+def _payloads(
+    n: int, per_message: int, worker: int, workers: int, garbage: bool = False
+) -> list[tuple[str, bytes]]:
+    """This worker's share of ``n`` readings of the power meters, as MQTT messages
+    (with ``garbage``, one bad message after every good one)."""
     devices = _devices()
     out = []
     per_dev = max(1, n // len(devices))
@@ -64,7 +78,10 @@ def _payloads(n: int, per_message: int, worker: int, workers: int) -> list[tuple
             {"ts": T0_MS + k * 1000, "seq": k, "metrics": _metrics(k)} for k in range(per_dev)
         ]
         if per_message == 1:
-            out += [(topic, json.dumps(r).encode()) for r in readings]
+            for k, r in enumerate(readings):
+                out.append((topic, json.dumps(r).encode()))
+                if garbage:
+                    out.append(OVERSIZED if k % 200 == 199 else GARBAGE[k % len(GARBAGE)])
         else:
             for i in range(0, len(readings), per_message):
                 out.append(
@@ -85,9 +102,9 @@ def _metrics(k: int) -> dict[str, float]:
     }
 
 
-def _publish_worker(args: tuple[str, int, int, int, int, int]) -> int:
-    host, port, n, per_message, worker, workers = args
-    msgs = _payloads(n, per_message, worker, workers)
+def _publish_worker(args: tuple[str, int, int, int, int, int, bool]) -> int:
+    host, port, n, per_message, worker, workers, garbage = args
+    msgs = _payloads(n, per_message, worker, workers, garbage)
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{worker}-{time.time_ns()}")
     c.max_inflight_messages_set(1000)
     c.connect(host, port)
@@ -225,13 +242,15 @@ class Bench:
             "per_s": len(lines) / secs,
         }
 
-    def ingest(self, name: str, n: int, per_message: int = 1, processes: int = 1) -> None:
+    def ingest(
+        self, name: str, n: int, per_message: int = 1, processes: int = 1, garbage: bool = False
+    ) -> None:
         """`campus ingest` draining a backlog of ``n`` readings."""
         db = f"b{name}"
         ids = [f"bench-{name}-{i}" for i in range(processes)]
         for cid in ids:
             _session(self.broker, cid, f"$share/{db}/campus/#")
-        _, pub_s = publish(self.broker, n, per_message)
+        _, pub_s = publish(self.broker, n, per_message, garbage=garbage)
         client = InfluxClient(self.influxd.url, db)
         want = (n // 129) * 129
         t = time.monotonic()
@@ -268,9 +287,51 @@ class Bench:
             "lost": want - stored,
         }
 
+    def spool(self, n: int) -> None:
+        """A backlog of ``n`` readings spooled while influxd is down, then replayed."""
+        db, cid = "bspool", "bench-spool"
+        _session(self.broker, cid, f"$share/{db}/campus/#")
+        self.influxd.stop()
+        publish(self.broker, n, per_message=60)
+        want = (n // 129) * 129
+        env = self.env(db, cid, CAMPUS_INGEST_METRICS_PORT=str(free_port()))
+        t = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "campus.cli", "ingest"], env=env, cwd=ROOT)
+        spool_dir = self.tmp / f"var-{cid}" / "spool"
+        rss = 0.0
+        last, still = -1, 0
+        while still < 8 and time.monotonic() - t < 900:  # spooled when the size settles
+            time.sleep(0.5)
+            rss = max(rss, _peak_rss_mib(proc.pid))
+            size = sum(f.stat().st_size for f in spool_dir.glob("*.seg"))
+            still = still + 1 if size == last and size > 0 else 0
+            last = size
+        spooled_s = time.monotonic() - t
+        self.influxd.start(timeout=60)
+        client = InfluxClient(self.influxd.url, db)
+        t = time.monotonic()
+        while _count(client) < want and time.monotonic() - t < 900:
+            rss = max(rss, _peak_rss_mib(proc.pid))
+            time.sleep(0.5)
+        replay_s = time.monotonic() - t
+        stored = _count(client)
+        rss = max(rss, _peak_rss_mib(proc.pid))
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        client.close()
+        self.results["spool"] = {
+            "readings": stored,
+            "spool_bytes": last,
+            "spooled_s": spooled_s,
+            "replay_s": replay_s,
+            "replay_per_s": stored / replay_s,
+            "peak_rss_mib": rss,
+            "lost": want - stored,
+        }
+
     def latency(self, rate: float, seconds: float) -> None:
         """Probes at a steady total publish rate; publish-to-stored latency."""
-        db, cid = "blatency", "bench-latency"
+        db, cid = f"blatency{int(rate)}", f"bench-latency-{int(rate)}"
         client = InfluxClient(self.influxd.url, db)
         proc = subprocess.Popen(
             [sys.executable, "-m", "campus.cli", "ingest"],
@@ -321,7 +382,7 @@ class Bench:
         proc.wait(60)
         client.close()
         lat = sorted(found[ts] - sent for ts, sent in probes if ts in found)
-        self.results["latency"] = {
+        self.results[f"lat{int(rate)}"] = {
             "rate": rate,
             "probes": len(probes),
             "stored_probes": len(lat),
@@ -374,8 +435,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--readings", type=int, default=100_000)
-    ap.add_argument("--phases", default="bare,influxd,single,batch60,two,latency")
-    ap.add_argument("--latency-rate", type=float, default=5000)
+    ap.add_argument("--phases", default="bare,influxd,single,garbage,batch60,two,spool,latency")
+    ap.add_argument(
+        "--latency-rates",
+        default="2500,5000",
+        help="publish rates (readings/s) to measure latency at",
+    )
+    ap.add_argument("--spool-readings", type=int, default=1_000_000)
     args = ap.parse_args()
     phases = args.phases.split(",")
     bench = Bench(Path(tempfile.mkdtemp(prefix="bench-ingest-")))
@@ -390,10 +456,15 @@ def main() -> None:
                 bench.ingest("single", args.readings)
             elif ph == "batch60":
                 bench.ingest("batch60", args.readings * 3, per_message=60)
+            elif ph == "garbage":
+                bench.ingest("garbage", args.readings, garbage=True)
             elif ph == "two":
                 bench.ingest("two", args.readings, processes=2)
+            elif ph == "spool":
+                bench.spool(args.spool_readings)
             elif ph == "latency":
-                bench.latency(args.latency_rate, 20)
+                for rate in args.latency_rates.split(","):
+                    bench.latency(float(rate), 20)
     finally:
         bench.close()
     r = bench.results
@@ -415,6 +486,11 @@ def main() -> None:
     if "influxd" in r and "batch60" in r:
         print(
             f"batch60 / influxd single writer: {r['batch60']['per_s'] / r['influxd']['per_s']:.2f}"
+        )
+    if "garbage" in r and "single" in r:
+        print(
+            f"good readings/s with half garbage / without: "
+            f"{r['garbage']['per_s'] / r['single']['per_s']:.2f}"
         )
     if "two" in r and "single" in r:
         print(f"two / single: {r['two']['per_s'] / r['single']['per_s']:.2f}")
