@@ -117,16 +117,14 @@ def _publish_worker(args: tuple[str, int, int, int, int, int, bool]) -> int:
     return len(msgs)
 
 
-def publish(broker: Mosquitto, n: int, per_message: int = 1, workers: int = 2) -> tuple[int, float]:
+def publish(
+    broker: Mosquitto, n: int, per_message: int = 1, workers: int = 2, garbage: bool = False
+) -> tuple[int, float]:
     """Publish ``n`` readings with several processes; (messages, seconds)."""
     t = time.monotonic()
+    jobs = [(broker.host, broker.port, n, per_message, w, workers, garbage) for w in range(workers)]
     with mp.Pool(workers) as pool:
-        sent = sum(
-            pool.map(
-                _publish_worker,
-                [(broker.host, broker.port, n, per_message, w, workers) for w in range(workers)],
-            )
-        )
+        sent = sum(pool.map(_publish_worker, jobs))
     return sent, time.monotonic() - t
 
 
