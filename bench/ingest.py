@@ -23,6 +23,7 @@ until InfluxDB holds every reading. Phases:
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import multiprocessing as mp
 import os
@@ -109,7 +110,11 @@ def _publish_worker(args: tuple[str, int, int, int, int, int, bool]) -> int:
     c.max_inflight_messages_set(1000)
     c.connect(host, port)
     c.loop_start()
-    infos = [c.publish(t, p, qos=1) for t, p in msgs]
+    infos: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()
+    for t, p in msgs:
+        infos.append(c.publish(t, p, qos=1))
+        if len(infos) > 20_000:  # message ids wrap at 65,535
+            infos.popleft().wait_for_publish(300)
     for i in infos:
         i.wait_for_publish(300)
     c.disconnect()
