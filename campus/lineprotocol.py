@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from functools import lru_cache
 
 _MEAS = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -70,19 +69,26 @@ def series(measurement: str, tags: Mapping[str, str]) -> str:
     return head
 
 
-@lru_cache(maxsize=4096)
-def _field_key(name: str) -> str:
-    return escape_field_key(name)
+_FIELD_KEYS: dict[str, str] = {}
 
 
 def line(head: str, fields: Mapping[str, float | int | bool | str], ts: int | None) -> str:
     """A line from a series key made by :func:`series` (cache it per device)."""
     if not fields:
         raise ValueError("a point needs at least one field")
-    body = ",".join(
-        f"{_field_key(k)}={repr(v) if type(v) is float and v - v == 0 else format_field_value(v)}"
-        for k, v in fields.items()
-    )
+    parts = []
+    keys = _FIELD_KEYS
+    for k, v in fields.items():
+        fk = keys.get(k)
+        if fk is None:
+            fk = escape_field_key(k)
+            if len(keys) < 100_000:
+                keys[k] = fk
+        if type(v) is float and v - v == 0:
+            parts.append(f"{fk}={v!r}")
+        else:
+            parts.append(f"{fk}={format_field_value(v)}")
+    body = ",".join(parts)
     return f"{head} {body}" if ts is None else f"{head} {body} {int(ts)}"
 
 

@@ -39,10 +39,17 @@ class DeadLetter:
         line = json.dumps(record, ensure_ascii=False)
         with self._lock:
             self._fh.write(line + "\n")
-            self._fh.flush()
             self.count += 1
+
+    def flush(self) -> None:
+        """Hand buffered records to the OS; called before the messages they
+        describe are acknowledged (once per batch, not once per record)."""
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.flush()
 
     def close(self) -> None:
         """Flush and close the file."""
         with self._lock:
-            self._fh.close()
+            if not self._fh.closed:
+                self._fh.close()

@@ -105,6 +105,9 @@ class Decoder:
         self.campus = campus
         self.limits = limits or Limits()
         self.kinds = set(campus.kinds)
+        self._ranges = {
+            d.id: {name: (m.min, m.max) for name, m in d.metrics.items()} for d in campus
+        }
 
     def decode(self, topic: str, payload: bytes, now_ms: int) -> Decoded:
         """Decode one message; never raises for bad input."""
@@ -203,8 +206,8 @@ class Decoder:
         if not isinstance(item, dict):
             out.rejections.append(Rejection(f"{where}a reading must be a JSON object"))
             return
-        extra = set(item) - _READING_KEYS
-        if extra:
+        if not _READING_KEYS.issuperset(item):
+            extra = set(item) - _READING_KEYS
             out.rejections.append(Rejection(f"{where}unknown keys {sorted(extra)!r}"))
             return
         try:
@@ -229,8 +232,21 @@ class Decoder:
             out.rejections.append(Rejection(f"{where}'metrics' must be a non-empty object"))
             return
         spec = self.campus.get(device)
+        ranges = self._ranges.get(device)
         good: dict[str, float] = {}
         for name, value in metrics.items():
+            # Fast path: a registered metric, a finite number within its range.
+            t = type(value)
+            if ranges is not None and (t is float or t is int):
+                bounds = ranges.get(name)
+                if bounds is not None:
+                    try:
+                        f = float(value)
+                    except OverflowError:
+                        f = math.inf
+                    if bounds[0] <= f <= bounds[1]:  # NaN and inf fail this too
+                        good[name] = f
+                        continue
             if not is_metric_name(name):
                 out.rejections.append(
                     Rejection(

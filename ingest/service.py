@@ -180,6 +180,7 @@ class Ingester:
         self.writer.put(Message(lines, token))
 
     def _ack(self, tokens: Sequence[object]) -> None:
+        self.dead.flush()  # what was rejected is on record before the broker forgets it
         for token in tokens:
             mid, qos = cast(tuple[int, int], token)
             if qos > 0:

@@ -22,6 +22,7 @@ ingester logs an error every time this starts and counts it in its metrics.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
@@ -30,7 +31,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from campus.errors import CampusError
+
 log = logging.getLogger(__name__)
+
+
+class SpoolInUse(CampusError):
+    """Another process holds the spool folder."""
 
 
 class SpoolFull(Exception):
@@ -53,6 +60,16 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         folder.mkdir(parents=True, exist_ok=True)
+        # One ingester per folder: another would replay and delete our segments.
+        self._lockfile = (folder / ".lock").open("a")
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lockfile.close()
+            raise SpoolInUse(
+                f"spool folder {folder} is in use by another ingester; "
+                "give each ingester its own CAMPUS_INGEST_SPOOL_DIR"
+            ) from None
         self._lock = threading.Lock()
         self._current: Path | None = None
         self._fh: int | None = None
@@ -169,6 +186,7 @@ class Spool:
         return self._count == 0
 
     def close(self) -> None:
-        """Close the open segment."""
+        """Close the open segment and release the folder."""
         with self._lock:
             self._close_current()
+            self._lockfile.close()
