@@ -103,3 +103,11 @@ def start_ingest(settings: Settings, tmp: Path, name: str = "ingest"):
     proc = start_campus(settings, "ingest", log=log)
     assert wait_for(lambda: "subscribing" in log.read_text(), 30), log.read_text()
     return proc, log
+
+
+def stop_ingest(proc: subprocess.Popen[bytes]) -> None:
+    """Stop `campus ingest` with Ctrl-C; it must exit cleanly."""
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0

@@ -13,13 +13,15 @@ import time
 
 import pytest
 
-from .faults import expected_per_device, lost, start_ingest, stream, wait_all_stored
+from .faults import (
+    expected_per_device,
+    lost,
+    start_ingest,
+    stop_ingest,
+    stream,
+    wait_all_stored,
+)
 from .procs import wait_for
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 0
 
 
 @pytest.mark.integration
@@ -43,7 +45,7 @@ def test_influxd_stopped_60s_then_restarted(
         assert lost(want, got) == 0 and got == want
         assert wait_for(lambda: not any(spool.glob("*.seg")), 30), "spool not drained"
     finally:
-        _stop(ingest)
+        stop_ingest(ingest)
     assert "spool replayed" in log.read_text()
 
 
@@ -61,7 +63,7 @@ def test_influxd_hung_with_sigstop(fault_settings, fault_influx, own_influxd, ca
         got = wait_all_stored(fault_influx, want, 120)
         assert lost(want, got) == 0 and got == want
     finally:
-        _stop(ingest)
+        stop_ingest(ingest)
     assert "spooling to disk" in log.read_text()
 
 
@@ -113,7 +115,7 @@ def test_influxd_disk_full_is_retried_not_dropped(
         got = wait_all_stored(fault_influx, want, 120)
         assert lost(want, got) == 0 and got == want
     finally:
-        _stop(ingest)
+        stop_ingest(ingest)
         server.stop()
     dead = fault_settings.dead_letter_file
     assert not dead.exists() or "no space" not in dead.read_text()

@@ -14,16 +14,12 @@ from .faults import (
     expected_per_device,
     lost,
     start_ingest,
+    stop_ingest,
     stored_per_device,
     stream,
     wait_all_stored,
 )
 from .procs import wait_for
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 0
 
 
 @pytest.mark.integration
@@ -44,7 +40,7 @@ def test_broker_restarted_cleanly_mid_stream(
         got = wait_all_stored(fault_influx, want, 120)
         assert lost(want, got) == 0 and got == want
     finally:
-        _stop(ingest)
+        stop_ingest(ingest)
     assert log.read_text().count("session present: True") >= 1
 
 
@@ -66,7 +62,7 @@ def test_broker_restart_with_shared_subscription_loss_is_reported(
         want = expected_per_device(campus, 0.5)
         got = _drained(fault_influx)
     finally:
-        _stop(ingest)
+        stop_ingest(ingest)
     _assert_loss_reported(want, got, log, fault_influx, "clean restart, shared subscription")
 
 
@@ -109,7 +105,7 @@ def test_ingester_sigkilled_ten_times_during_100k_readings(
         got = wait_all_stored(fault_influx, want, 180)
         assert lost(want, got) == 0 and got == want
     finally:
-        _stop(ingest)
+        stop_ingest(ingest)
 
 
 @pytest.mark.integration
@@ -136,7 +132,7 @@ def test_spool_disk_full_holds_the_stream_at_the_broker(
             got = wait_all_stored(fault_influx, want, 180)
             assert lost(want, got) == 0 and got == want
         finally:
-            _stop(ingest)
+            stop_ingest(ingest)
     finally:
         subprocess.run(["umount", "-l", str(spool)], check=False)
 
@@ -156,5 +152,5 @@ def test_broker_sigkill_loss_is_reported_exactly(
         want = expected_per_device(campus, 1)
         got = _drained(fault_influx)
     finally:
-        _stop(ingest)
+        stop_ingest(ingest)
     _assert_loss_reported(want, got, log, fault_influx, "broker SIGKILL")
