@@ -17,10 +17,14 @@ def test_two_ingesters_share_the_stream(fault_settings, fault_influx, campus, tm
     # detection is for single-ingester deployments (docs/scaling.md).
     settings = fault_settings.model_copy(update={"ingest_gap_detection": False})
     a, log_a = start_ingest(
-        settings.model_copy(update={"ingest_client_id": "ingest-a"}), tmp_path, "a"
+        settings.model_copy(update={"ingest_client_id": "ingest-a", "var_dir": tmp_path / "a"}),
+        tmp_path,
+        "a",
     )
     b, log_b = start_ingest(
-        settings.model_copy(update={"ingest_client_id": "ingest-b"}), tmp_path, "b"
+        settings.model_copy(update={"ingest_client_id": "ingest-b", "var_dir": tmp_path / "b"}),
+        tmp_path,
+        "b",
     )
     try:
         run = stream(settings, tmp_path, hours=1, rate=3000)
