@@ -63,20 +63,30 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-@contextmanager
-def _on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """Call ``stop`` on SIGINT/SIGTERM while the block runs."""
+def _install_signals(stop: Callable[[], None]) -> Callable[[], None]:
+    """Call ``stop`` on SIGINT/SIGTERM; return a function that restores the old handlers."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         log.info("%s received, stopping", signal.Signals(signum).name)
         stop()
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+@contextmanager
+def _on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """Call ``stop`` on SIGINT/SIGTERM while the block runs."""
+    restore = _install_signals(stop)
     try:
         yield
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        restore()
 
 
 class _Group(click.Group):
@@ -290,6 +300,9 @@ def simulate(
     if not chosen:
         raise click.BadParameter(f"no device matches {', '.join(patterns)}")
     sim = CampusSimulator(campus, load_calendar(s.calendar_file), seed=seed)
+    # Ctrl-C from here on stops cleanly (devices say offline), even while connecting.
+    stop = threading.Event()
+    restore = _install_signals(stop.set)
     pub = ReadingPublisher(s.mqtt, client_id)
     pub.connect()
     fleet = StatusFleet(s.mqtt, chosen, prefix=client_id) if status else None
@@ -305,6 +318,7 @@ def simulate(
         speed=speed,
         devices={d.id for d in chosen},
         max_rate=rate,
+        stop_event=stop,
     )
     mode = "as fast as possible" if speed is None else f"x{speed:g}"
     log.info(
@@ -316,7 +330,7 @@ def simulate(
         seed,
     )
     total = run.ticks_total()
-    with _on_signals(run.stop_event.set):
+    with _on_signals(stop.set):
         if total is not None and sys.stderr.isatty():
             with Progress(
                 TextColumn("[bold]simulate"),
@@ -349,6 +363,7 @@ def simulate(
     if fleet is not None:
         fleet.stop(clean=True)
     pub.close()
+    restore()
     summary = {"published": dict(counts), "total": sum(counts.values()), "acknowledged": acked}
     if as_json:
         click.echo(json.dumps(summary))
