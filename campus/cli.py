@@ -590,16 +590,9 @@ def up(backfill: str, with_sim: bool) -> None:
 
 def _report_counts(influx: Any, kinds: tuple[str, ...]) -> None:
     from campus.errors import SinkError
-    from campus.influxql import quote_ident
 
     try:
-        parts = []
-        for kind in kinds:
-            series = influx.query(
-                f"SELECT count(*) FROM {quote_ident(kind)} WHERE time > now() - 1h"
-            )
-            n = max((v or 0 for v in series[0]["values"][0][1:]), default=0) if series else 0
-            parts.append(f"{kind} {n}")
+        parts = [f"{kind} {influx.count(kind, 'time > now() - 1h')}" for kind in kinds]
         click.echo(f"InfluxDB holds, for the last hour: {', '.join(parts)} readings")
     except SinkError as exc:
         click.echo(f"InfluxDB not answering yet: {exc}")

@@ -53,7 +53,6 @@ class WriterStats:
     write_errors: int = 0
     spool_full_events: int = 0
     batches: int = 0
-    latencies: list[float] = field(default_factory=list)  # seconds per InfluxDB write
 
 
 class BatchWriter:

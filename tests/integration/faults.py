@@ -111,3 +111,13 @@ def stop_ingest(proc: subprocess.Popen[bytes]) -> None:
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 0
+
+
+def assert_every_reading_stored(
+    influx: InfluxClient, campus: Campus, hours: float, timeout: float = 120
+) -> Counter[str]:
+    """Wait for, then assert, InfluxDB holding each device's every reading, once."""
+    want = expected_per_device(campus, hours)
+    got = wait_all_stored(influx, want, timeout)
+    assert lost(want, got) == 0 and got == want
+    return want

@@ -40,6 +40,13 @@ def _retained_status(broker, n_expected: int) -> dict[str, str]:
     return seen
 
 
+def _simulate(settings, log):
+    """The first floor of Dormitory 1, live, with a status connection per room."""
+    return start_campus(
+        settings, "simulate", "--devices", PATTERN, "--client-id", "st-sim", log=log
+    )
+
+
 @pytest.mark.integration
 def test_status_online_then_last_will_then_clean_stop(settings, influx, broker, campus, tmp_path):
     rooms = sorted(d.id for d in campus if d.building == "dorm-1" and d.id.startswith("dorm-1-r1"))
@@ -47,15 +54,7 @@ def test_status_online_then_last_will_then_clean_stop(settings, influx, broker, 
     ingest = start_campus(settings, "ingest", log=tmp_path / "ingest.log")
     try:
         assert wait_for(lambda: "subscribing" in (tmp_path / "ingest.log").read_text(), 30)
-        sim = start_campus(
-            settings,
-            "simulate",
-            "--devices",
-            PATTERN,
-            "--client-id",
-            "st-sim",
-            log=tmp_path / "sim1.log",
-        )
+        sim = _simulate(settings, tmp_path / "sim1.log")
         assert wait_for(
             lambda: (
                 set(_retained_status(broker, 12).values()) == {"online"}
@@ -67,15 +66,7 @@ def test_status_online_then_last_will_then_clean_stop(settings, influx, broker, 
         sim.wait(10)
         assert wait_for(lambda: _retained_status(broker, 12) == dict.fromkeys(rooms, "offline"), 15)
 
-        sim = start_campus(
-            settings,
-            "simulate",
-            "--devices",
-            PATTERN,
-            "--client-id",
-            "st-sim",
-            log=tmp_path / "sim2.log",
-        )
+        sim = _simulate(settings, tmp_path / "sim2.log")
         assert wait_for(lambda: _retained_status(broker, 12) == dict.fromkeys(rooms, "online"), 30)
         sim.send_signal(signal.SIGINT)  # clean stop: devices say offline themselves
         assert sim.wait(30) == 0, (tmp_path / "sim2.log").read_text()

@@ -14,12 +14,10 @@ import time
 import pytest
 
 from .faults import (
-    expected_per_device,
-    lost,
+    assert_every_reading_stored,
     start_ingest,
     stop_ingest,
     stream,
-    wait_all_stored,
 )
 from .procs import wait_for
 
@@ -39,10 +37,8 @@ def test_influxd_stopped_60s_then_restarted(
         assert any(spool.glob("*.seg")), "nothing spooled while InfluxDB was down"
         own_influxd.start(timeout=60)
         published = run.wait()
-        want = expected_per_device(campus, 1)
+        want = assert_every_reading_stored(fault_influx, campus, 1, 120)
         assert sum(published.values()) == sum(want.values())
-        got = wait_all_stored(fault_influx, want, 120)
-        assert lost(want, got) == 0 and got == want
         assert wait_for(lambda: not any(spool.glob("*.seg")), 30), "spool not drained"
     finally:
         stop_ingest(ingest)
@@ -59,9 +55,7 @@ def test_influxd_hung_with_sigstop(fault_settings, fault_influx, own_influxd, ca
         time.sleep(15)
         own_influxd.kill(signal.SIGCONT)
         run.wait()
-        want = expected_per_device(campus, 0.5)
-        got = wait_all_stored(fault_influx, want, 120)
-        assert lost(want, got) == 0 and got == want
+        assert_every_reading_stored(fault_influx, campus, 0.5, 120)
     finally:
         stop_ingest(ingest)
     assert "spooling to disk" in log.read_text()
@@ -111,9 +105,7 @@ def test_influxd_disk_full_is_retried_not_dropped(
         (small_disk / "filler").unlink()  # free the space; influxd needs a restart to recover
         server.stop()
         server.start(timeout=60)
-        want = expected_per_device(campus, 0.5)
-        got = wait_all_stored(fault_influx, want, 120)
-        assert lost(want, got) == 0 and got == want
+        assert_every_reading_stored(fault_influx, campus, 0.5, 120)
     finally:
         stop_ingest(ingest)
         server.stop()

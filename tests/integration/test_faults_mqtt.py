@@ -11,13 +11,13 @@ import time
 import pytest
 
 from .faults import (
+    assert_every_reading_stored,
     expected_per_device,
     lost,
     start_ingest,
     stop_ingest,
     stored_per_device,
     stream,
-    wait_all_stored,
 )
 from .procs import wait_for
 
@@ -36,9 +36,7 @@ def test_broker_restarted_cleanly_mid_stream(
         time.sleep(2)
         own_broker.start()
         run.wait()
-        want = expected_per_device(campus, 0.5)
-        got = wait_all_stored(fault_influx, want, 120)
-        assert lost(want, got) == 0 and got == want
+        assert_every_reading_stored(fault_influx, campus, 0.5, 120)
     finally:
         stop_ingest(ingest)
     assert log.read_text().count("session present: True") >= 1
@@ -100,10 +98,8 @@ def test_ingester_sigkilled_ten_times_during_100k_readings(
             ingest.wait(10)
             ingest, _ = start_ingest(fault_settings, tmp_path, f"ingest-{i + 1}")
         published = run.wait(600)
-        want = expected_per_device(campus, hours)
+        want = assert_every_reading_stored(fault_influx, campus, hours, 180)
         assert sum(published.values()) == sum(want.values()) >= 99_000
-        got = wait_all_stored(fault_influx, want, 180)
-        assert lost(want, got) == 0 and got == want
     finally:
         stop_ingest(ingest)
 
@@ -128,9 +124,7 @@ def test_spool_disk_full_holds_the_stream_at_the_broker(
             run.wait()
             assert wait_for(lambda: "SPOOL FULL" in log.read_text(), 60), log.read_text()[-2000:]
             own_influxd.start(timeout=60)
-            want = expected_per_device(campus, 0.5)
-            got = wait_all_stored(fault_influx, want, 180)
-            assert lost(want, got) == 0 and got == want
+            assert_every_reading_stored(fault_influx, campus, 0.5, 180)
         finally:
             stop_ingest(ingest)
     finally:
