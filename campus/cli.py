@@ -440,6 +440,7 @@ def _ingest_status(s: Settings) -> None:
         ("InfluxDB healthy", "campus_ingest_influx_healthy"),
         ("broker reconnects", "campus_ingest_broker_reconnects_total"),
         ("readings missing by seq", "campus_ingest_seq_missing_total"),
+        ("  of which arrived late", "campus_ingest_seq_filled_total"),
         ("InfluxDB writes", "campus_ingest_write_seconds_count"),
     ]
     click.echo(f"ingester at {url}")

@@ -45,6 +45,11 @@ class IngestMetrics:
         self.reconnects = Counter(
             "campus_ingest_broker_reconnects", "Broker connections after the first", registry=r
         )
+        self.seq_filled = Counter(
+            "campus_ingest_seq_filled",
+            "Readings that arrived late into a reported seq gap (subtract from missing)",
+            registry=r,
+        )
         self.seq_missing = Counter(
             "campus_ingest_seq_missing",
             "Readings missing by the devices' seq (lost upstream)",

@@ -38,7 +38,7 @@ from campus.registry import Campus
 from campus.settings import Settings
 from ingest.deadletter import DeadLetter
 from ingest.decode import Decoder, Limits, StatusEvent
-from ingest.gaps import Gap, GapTracker
+from ingest.gaps import Filled, Gap, GapTracker
 from ingest.metrics import IngestMetrics
 from ingest.spool import Spool
 from ingest.writer import BatchWriter, Message
@@ -199,9 +199,17 @@ class Ingester:
                 head = self._series_head(reading)
             lines.append(line(head, reading.metrics, reading.ts_ms))
             if self.gaps is not None and reading.seq is not None:
-                gap = self.gaps.see(reading.device, reading.seq)
-                if gap is not None:
-                    lines.append(self._gap_line(reading.building, reading.kind, gap, now))
+                found = self.gaps.see(reading.device, reading.seq)
+                # At the reading's own event time: unique per device, so two gap or
+                # fill points of one device never overwrite each other.
+                if isinstance(found, Gap):
+                    lines.append(
+                        self._gap_line(reading.building, reading.kind, found, reading.ts_ms)
+                    )
+                elif found is not None:
+                    lines.append(
+                        self._fill_line(reading.building, reading.kind, found, reading.ts_ms)
+                    )
         if decoded.status is not None:
             lines.append(self._status_line(decoded.status, now))
         for rej in decoded.rejections:
@@ -264,6 +272,16 @@ class Ingester:
                 "seq_after": float(gap.after),
                 "seq_before": float(gap.before),
             },
+            now_ms,
+        )
+
+    def _fill_line(self, building: str, kind: str, fill: Filled, now_ms: int) -> str:
+        self.metrics.seq_filled.inc()
+        log.info("seq gap filled: device %s seq %d arrived late", fill.device, fill.seq)
+        return point(
+            "device_status",
+            {"building": building, "kind": kind, "device": fill.device},
+            {"seq_gap": -1.0, "seq_filled": float(fill.seq)},
             now_ms,
         )
 
