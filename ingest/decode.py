@@ -66,6 +66,9 @@ def _no_constants(name: str) -> Any:
     raise _BadNumber(f"non-finite number {name} is not allowed")
 
 
+_JSON = json.JSONDecoder(parse_constant=_no_constants)  # one decoder: json.loads builds one a call
+
+
 def parse_ts(value: Any, now_ms: int) -> int:
     """Epoch milliseconds from an RFC 3339 string, epoch seconds or epoch milliseconds."""
     if value is None:
@@ -164,7 +167,7 @@ class Decoder:
                 out.status = StatusEvent(building, kind, device, state == "online")
             return out
         try:
-            data = json.loads(text, parse_constant=_no_constants)
+            data = _JSON.decode(text)
         except _BadNumber as exc:
             out.rejections.append(Rejection(str(exc)))
             return out

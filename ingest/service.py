@@ -40,6 +40,7 @@ from ingest.deadletter import DeadLetter
 from ingest.decode import Decoder, Limits, StatusEvent
 from ingest.gaps import Filled, Gap, GapTracker
 from ingest.metrics import IngestMetrics
+from ingest.mqttclient import IngestClient
 from ingest.spool import Spool
 from ingest.writer import BatchWriter, Message
 
@@ -101,13 +102,14 @@ class Ingester:
 
     # ------------------------------------------------------------------ mqtt
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> IngestClient:
         target = self.settings.mqtt
-        client = mqtt.Client(
+        client = IngestClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.settings.ingest_client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
+            receiver=self._receive,
         )
         if target.username:
             client.username_pw_set(target.username, target.password)
@@ -117,7 +119,6 @@ class Ingester:
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
         client.on_connect_fail = lambda c, u: log.warning(
             "cannot reach the broker at %s:%s; retrying", target.host, target.port
         )
@@ -165,15 +166,16 @@ class Ingester:
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
 
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def _receive(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """One message from the network thread (:class:`IngestClient`'s receiver)."""
         if self._closing:
             return  # not acknowledged: the broker delivers it again after the restart
-        token = (msg.mid, msg.qos)
+        token = (mid, qos)
         try:
-            lines = self.handle(msg.topic, bytes(msg.payload))
+            lines = self.handle(topic, payload)
         except Exception:  # a bug must not kill the network thread
-            log.exception("unexpected error handling a message on %r", msg.topic)
-            self.dead.add(msg.topic, bytes(msg.payload), "internal error while decoding")
+            log.exception("unexpected error handling a message on %r", topic)
+            self.dead.add(topic, payload, "internal error while decoding")
             lines = []
         # Every message, even one wholly rejected, is acknowledged through the
         # writer so that acknowledgements leave in the order messages came.
@@ -181,10 +183,8 @@ class Ingester:
 
     def _ack(self, tokens: Sequence[object]) -> None:
         self.dead.flush()  # what was rejected is on record before the broker forgets it
-        for token in tokens:
-            mid, qos = cast(tuple[int, int], token)
-            if qos > 0:
-                self.client.ack(mid, qos)
+        pairs = cast(Sequence[tuple[int, int]], tokens)
+        self.client.ack_many([mid for mid, qos in pairs if qos > 0])
 
     # --------------------------------------------------------------- handling
 

@@ -1,0 +1,98 @@
+"""The ingester's lean MQTT receive path: PUBLISH parsing and buffered reads."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest.mqttclient import BufferedSocket, split_publish
+
+
+def publish_body(topic: str, payload: bytes, mid: int | None, props: bytes = b"\x00") -> bytes:
+    """A PUBLISH packet after its fixed header, as a broker sends it (MQTT 5)."""
+    t = topic.encode()
+    body = struct.pack("!H", len(t)) + t
+    if mid is not None:
+        body += struct.pack("!H", mid)
+    return body + props + payload
+
+
+def test_qos1_without_properties() -> None:
+    body = publish_body("campus/lib/power/m1", b'{"metrics":{}}', 513)
+    assert split_publish(0x32, body) == ("campus/lib/power/m1", b'{"metrics":{}}', 513, 1)
+
+
+def test_qos0_has_no_packet_id() -> None:
+    body = publish_body("campus/a/water/w", b"x", None)
+    assert split_publish(0x30, body) == ("campus/a/water/w", b"x", 0, 0)
+
+
+def test_properties_are_skipped_whatever_their_length() -> None:
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("k" * 100, "v" * 100)]  # over 127 bytes: a 2-byte length
+    packed = props.pack()
+    assert packed[0] & 0x80, "the test needs a multi-byte property length"
+    body = publish_body("campus/b/hvac/h", b"payload", 7, packed)
+    assert split_publish(0x32, body) == ("campus/b/hvac/h", b"payload", 7, 1)
+
+
+def test_empty_payload() -> None:
+    assert split_publish(0x32, publish_body("t", b"", 1)) == ("t", b"", 1, 1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x00",  # no room for the topic length
+        b"\x00\x05ab",  # topic shorter than declared: then no packet id
+        b"\x00\x01t\x00",  # packet id cut short
+        b"\x00\x01t\x00\x01",  # no property length
+        b"\x00\x01t\x00\x01\x05ab",  # properties shorter than declared
+        b"\x00\x01t\x00\x01\xff\xff\xff\xff\xff",  # property length over 4 bytes
+    ],
+)
+def test_malformed_publish_is_an_error_not_a_crash(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        split_publish(0x32, body)
+
+
+def test_invalid_utf8_topic_is_replaced_so_the_decoder_can_refuse_it() -> None:
+    topic, _, _, _ = split_publish(0x32, b"\x00\x02\xff\xfe\x00\x01\x00")
+    assert "\ufffd" in topic
+
+
+def test_buffered_socket_serves_small_reads_from_one_recv() -> None:
+    a, b = socket.socketpair()
+    try:
+        a.sendall(b"0123456789" * 10)
+        buffered = BufferedSocket(b, read_size=64)
+        assert buffered.recv(1) == b"0"
+        assert buffered.pending() == 63  # one recv of 64 bytes, one handed out
+        assert buffered.recv(10) == b"1234567890"
+        assert buffered.recv(100) == b"1234567890" * 5 + b"123"  # never past what was read
+        assert buffered.pending() == 0
+        assert buffered.recv(100) == b"456789" + b"0123456789" * 3  # the rest, from the socket
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            buffered.recv(1)
+        a.close()
+        assert buffered.recv(1) == b""  # end of stream, as a socket reports it
+    finally:
+        a.close()
+        b.close()
+
+
+def test_buffered_socket_passes_everything_else_through() -> None:
+    a, b = socket.socketpair()
+    try:
+        buffered = BufferedSocket(b)
+        assert buffered.fileno() == b.fileno()
+        buffered.send(b"hi")
+        assert a.recv(2) == b"hi"
+    finally:
+        a.close()
+        b.close()
