@@ -11,6 +11,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
 PAYLOAD_KEEP = 1024
 
 
@@ -24,19 +26,22 @@ class DeadLetter:
         self._lock = threading.Lock()
         self.count = 0
 
-    def add(self, topic: str, payload: bytes | str, reason: str) -> None:
-        """Record one rejection."""
+    def add(self, topic: str, payload: bytes | str, reason: str, size: int | None = None) -> None:
+        """Record one rejection (``size``: the payload's, when it was not kept)."""
         raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
         text = raw[:PAYLOAD_KEEP].decode("utf-8", "replace")
         record = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "topic": topic[:512],
             "payload": text,
-            "truncated": len(raw) > PAYLOAD_KEEP,
-            "bytes": len(raw),
+            "truncated": len(raw) > PAYLOAD_KEEP or size is not None,
+            "bytes": len(raw) if size is None else size,
             "reason": reason,
         }
-        line = json.dumps(record, ensure_ascii=False)
+        try:
+            line = orjson.dumps(record).decode()
+        except orjson.JSONEncodeError:  # a lone surrogate (from a JSON escape) in a reason
+            line = json.dumps(record)
         with self._lock:
             self._fh.write(line + "\n")
             self.count += 1

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from campus.ids import KIND_RE, is_metric_name, is_tag_value
 from campus.reading import Reading
 from campus.registry import Campus
@@ -67,6 +69,16 @@ def _no_constants(name: str) -> Any:
 
 
 _JSON = json.JSONDecoder(parse_constant=_no_constants)  # one decoder: json.loads builds one a call
+
+
+def loads(text: str) -> Any:
+    """Parse JSON: orjson (about 4x faster), and for what it refuses the standard
+    library, so an error reads the same whichever parser saw it first (and
+    integers past 64 bits, which orjson refuses, still parse)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _JSON.decode(text)
 
 
 def parse_ts(value: Any, now_ms: int) -> int:
@@ -167,7 +179,7 @@ class Decoder:
                 out.status = StatusEvent(building, kind, device, state == "online")
             return out
         try:
-            data = _JSON.decode(text)
+            data = loads(text)
         except _BadNumber as exc:
             out.rejections.append(Rejection(str(exc)))
             return out

@@ -20,6 +20,10 @@ changes only that:
   message (a fifth of the network thread's time), no topic matching. The
   MQTT 5 properties of a PUBLISH are skipped unread: the ingester uses none.
   QoS 2 and everything that is not a PUBLISH go through paho unchanged;
+* a PUBLISH larger than ``max_publish_bytes`` is never held whole: its first
+  bytes (topic and packet id) are kept and the rest is read and dropped as it
+  arrives; the receiver gets it with an empty payload and its size, so it
+  can be refused, recorded and acknowledged;
 * :meth:`IngestClient.ack_many` queues the PUBACKs of a whole batch as one
   write, in the order given.
 
@@ -81,8 +85,23 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
-Receiver = Callable[[str, bytes, int, int], None]
-"""Called with (topic, payload, mid, qos) for each PUBLISH received."""
+HEAD_KEEP = 2 + 65_535 + 2  # the longest topic and the packet id: all an oversized PUBLISH keeps
+
+Receiver = Callable[[str, bytes, int, int, int], None]
+"""Called with (topic, payload, mid, qos, dropped) for each PUBLISH received;
+``dropped`` is 0, or the packet's size when its payload was too large to keep."""
+
+
+def publish_head(header: int, head: bytes | bytearray) -> tuple[str, int, int]:
+    """(topic, mid, qos) from the first bytes of a PUBLISH (its payload not needed)."""
+    qos = (header & 0x06) >> 1
+    if len(head) < 2:
+        raise ValueError("PUBLISH too short for its topic length")
+    end = 2 + ((head[0] << 8) | head[1])
+    if len(head) < end + (2 if qos else 0):
+        raise ValueError("PUBLISH too short for its topic and packet id")
+    mid = (head[end] << 8) | head[end + 1] if qos else 0
+    return head[2:end].decode("utf-8", "replace"), mid, qos
 
 
 def split_publish(header: int, packet: bytes | bytearray) -> tuple[str, bytes, int, int]:
@@ -125,24 +144,56 @@ def split_publish(header: int, packet: bytes | bytearray) -> tuple[str, bytes, i
 class IngestClient(mqtt.Client):
     """``paho.mqtt.client.Client`` with buffered reads, a direct receiver and batched PUBACKs.
 
-    ``receiver`` takes QoS 0 and 1 messages instead of ``on_message``.
+    ``receiver`` takes QoS 0 and 1 messages instead of ``on_message``; a
+    PUBLISH packet over ``max_publish_bytes`` reaches it without its payload.
     """
 
-    def __init__(self, *args: Any, receiver: Receiver, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, receiver: Receiver, max_publish_bytes: int = 1 << 28, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._receiver = receiver
+        self.max_publish_bytes = max(max_publish_bytes, HEAD_KEEP)
+
+    def _oversized(self) -> bool:
+        """Whether the packet being read is a PUBLISH too large to keep."""
+        inp = self._in_packet
+        return bool(
+            inp["have_remaining"]
+            and inp["command"] & 0xF0 == mqtt.PUBLISH
+            and inp["remaining_length"] > self.max_publish_bytes
+            and inp["command"] & 0x06 != 0x04
+        )
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        data = super()._sock_recv(bufsize)
+        if data and self._oversized():
+            # Keep the head (topic, packet id); count the rest as read and drop it.
+            # At least one byte goes back: paho takes an empty read for a closed socket.
+            inp = self._in_packet
+            keep = data[: max(1, HEAD_KEEP - len(inp["packet"]))]
+            inp["to_process"] -= len(data) - len(keep)
+            return keep
+        return data
 
     def _handle_publish(self) -> MQTTErrorCode:
         header = self._in_packet["command"]
         if self._protocol != mqtt.MQTTv5 or header & 0x06 == 0x04:
             return super()._handle_publish()  # QoS 2 keeps paho's state machine
+        packet = self._in_packet["packet"]
+        dropped = 0
         try:
-            topic, payload, mid, qos = split_publish(header, self._in_packet["packet"])
+            if self._oversized():
+                dropped = self._in_packet["remaining_length"]
+                topic, mid, qos = publish_head(header, packet)
+                payload = b""
+            else:
+                topic, payload, mid, qos = split_publish(header, packet)
         except ValueError as exc:
             self._easy_log(mqtt.MQTT_LOG_ERR, "malformed PUBLISH: %s", exc)
             return MQTTErrorCode.MQTT_ERR_PROTOCOL
         with self._in_callback_mutex:
-            self._receiver(topic, payload, mid, qos)
+            self._receiver(topic, payload, mid, qos, dropped)
         if qos == 1 and not self._manual_ack:
             return self._send_puback(mid)
         return MQTTErrorCode.MQTT_ERR_SUCCESS

@@ -110,6 +110,8 @@ class Ingester:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
             receiver=self._receive,
+            # room for a long topic above the payload limit; larger is dropped unread
+            max_publish_bytes=self.settings.ingest_max_payload_bytes + 1024,
         )
         if target.username:
             client.username_pw_set(target.username, target.password)
@@ -166,13 +168,13 @@ class Ingester:
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
 
-    def _receive(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+    def _receive(self, topic: str, payload: bytes, mid: int, qos: int, dropped: int) -> None:
         """One message from the network thread (:class:`IngestClient`'s receiver)."""
         if self._closing:
             return  # not acknowledged: the broker delivers it again after the restart
         token = (mid, qos)
         try:
-            lines = self.handle(topic, payload)
+            lines = self.handle(topic, payload) if not dropped else self._too_large(topic, dropped)
         except Exception:  # a bug must not kill the network thread
             log.exception("unexpected error handling a message on %r", topic)
             self.dead.add(topic, payload, "internal error while decoding")
@@ -230,6 +232,17 @@ class Ingester:
                 parts = topic.split("/")
                 self.unknown_devices["/".join(parts[1:4])] += len(decoded.readings)
         return lines
+
+    def _too_large(self, topic: str, size: int) -> list[str]:
+        """Refuse a message whose payload was dropped unread for its size."""
+        limit = self.settings.ingest_max_payload_bytes
+        self.dead.add(topic, b"", f"payload too large: MQTT packet of {size} bytes > {limit}", size)
+        self.metrics.received.inc()
+        self.metrics.rejected.inc()
+        with self._lock:
+            self.stats.received += 1
+            self.stats.rejected += 1
+        return []
 
     def _series_head(self, reading: Reading) -> str:
         """The escaped series key of a device's readings, cached per device."""

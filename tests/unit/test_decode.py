@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -795,3 +796,22 @@ def test_now_parameter_is_the_only_clock(decoder):
     assert datetime.fromtimestamp(a.readings[0].ts_ms / 1000, UTC) == datetime(
         2026, 10, 20, tzinfo=UTC
     )
+
+
+def test_integers_past_64_bits_still_parse_and_are_judged_by_range(decoder: Decoder) -> None:
+    raw = b'{"ts": 1790000000000, "metrics": {"power_kw": 123456789012345678901234567890}}'
+    out = decode(decoder, POWER, raw)
+    assert not out.readings
+    assert "outside valid range" in only_reason(out)
+
+
+def test_dead_letter_keeps_a_reason_with_a_lone_surrogate(tmp_path: Path) -> None:
+    from ingest.deadletter import DeadLetter
+
+    dead = DeadLetter(tmp_path / "dead.jsonl")
+    dead.add("campus/a/power/m", b"{}", "metric '\ud800' refused")
+    dead.add("campus/a/power/m", "caf\u00e9", "plain")
+    dead.close()
+    rows = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rows] == ["metric '\ud800' refused", "plain"]
+    assert rows[1]["payload"] == "caf\u00e9" and rows[1]["bytes"] == 5
