@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     ingest_session_expiry_s: int = Field(86400, ge=0)
     ingest_batch_size: int = Field(5000, ge=1, le=100_000)
     ingest_flush_interval_s: float = Field(1.0, gt=0, le=60)
+    ingest_flush_idle_s: float = Field(0.05, gt=0, le=60)  # store early when the stream pauses
     ingest_queue_limit: int = Field(50_000, ge=100)  # messages awaiting the writer
     ingest_max_payload_bytes: int = Field(256 * 1024, ge=1024)
     ingest_max_batch_readings: int = Field(1000, ge=1)

@@ -84,6 +84,7 @@ class Ingester:
             spool=self.spool,
             batch_size=settings.ingest_batch_size,
             flush_interval=settings.ingest_flush_interval_s,
+            flush_idle=settings.ingest_flush_idle_s,
             queue_limit=settings.ingest_queue_limit,
             ack=self._ack,
             on_rejected=lambda line, reason: self.dead.add("influxdb", line, reason),

@@ -2,8 +2,9 @@
 only once durably stored.
 
 A single thread drains a bounded queue of messages; a batch is stored when it
-reaches ``batch_size`` lines or ``flush_interval`` seconds after its first
-message. "Stored" means written to InfluxDB, or appended and fsynced to the
+reaches ``batch_size`` lines, when no message has come for ``flush_idle``
+seconds (the stream paused: waiting longer only adds latency), or at the
+latest ``flush_interval`` seconds after its first message. "Stored" means written to InfluxDB, or appended and fsynced to the
 spool when InfluxDB is down, hung or refusing writes for its own reasons (a
 full disk answers HTTP 400 on InfluxDB 1.6, and is retried, never dropped).
 Only then are the batch's messages acknowledged to the broker, through the
@@ -65,6 +66,7 @@ class BatchWriter:
         spool: Spool | None = None,
         batch_size: int = 5000,
         flush_interval: float = 1.0,
+        flush_idle: float = 0.05,
         queue_limit: int = 50_000,
         ack: Callable[[Sequence[object]], None] | None = None,
         on_rejected: Callable[[str, str], None] | None = None,
@@ -75,7 +77,9 @@ class BatchWriter:
         self.spool = spool
         self.batch_size = batch_size
         self.flush_interval = flush_interval
+        self.flush_idle = min(flush_idle, flush_interval)
         self.queue_limit = queue_limit
+        self._arrived = 0  # messages put so far (one producer: the network thread)
         self._items: deque[Message] = deque()
         self._lines = 0  # lines queued, for batching
         self._count_lock = threading.Lock()
@@ -115,6 +119,7 @@ class BatchWriter:
         """
         self._idle.clear()
         self._items.append(message)
+        self._arrived += 1
         with self._count_lock:
             self._lines += len(message.lines) or 1
         if self._lines >= self.batch_size:
@@ -166,8 +171,11 @@ class BatchWriter:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._wake.wait(remaining)
+                arrived = self._arrived
+                self._wake.wait(min(remaining, self.flush_idle))
                 self._wake.clear()
+                if self._arrived == arrived:
+                    break  # nothing came for flush_idle: the stream paused, store now
             lines: list[str] = []
             tokens: list[object] = []
             taken = 0
