@@ -4,9 +4,10 @@ only once durably stored.
 A single thread drains a bounded queue of messages; a batch is stored when it
 reaches ``batch_size`` lines, when no message has come for ``flush_idle``
 seconds (the stream paused: waiting longer only adds latency), or at the
-latest ``flush_interval`` seconds after its first message. "Stored" means written to InfluxDB, or appended and fsynced to the
-spool when InfluxDB is down, hung or refusing writes for its own reasons (a
-full disk answers HTTP 400 on InfluxDB 1.6, and is retried, never dropped).
+latest ``flush_interval`` seconds after its first message. "Stored" means
+written to InfluxDB, or appended and fsynced to the spool when InfluxDB is
+down, hung or refusing writes for its own reasons (a full disk answers HTTP
+400 on InfluxDB 1.6, and is retried, never dropped).
 Only then are the batch's messages acknowledged to the broker, through the
 ``ack`` callback, in the order they arrived.
 
