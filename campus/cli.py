@@ -590,6 +590,15 @@ def up(backfill: str, with_sim: bool) -> None:
             svc.stop()
 
 
+def _register_subcommands() -> None:
+    from rules.cli import rules
+
+    main.add_command(rules)
+
+
+_register_subcommands()
+
+
 def _report_counts(influx: Any, kinds: tuple[str, ...]) -> None:
     from campus.errors import SinkError
 

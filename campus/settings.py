@@ -112,6 +112,16 @@ class Settings(BaseSettings):
         return self.config_dir / "calendar.yaml"
 
     @property
+    def rules_file(self) -> Path:
+        """The rules the engine runs."""
+        return self.config_dir / "rules.yaml"
+
+    @property
+    def scenarios_dir(self) -> Path:
+        """The rule scenarios ``campus rules test`` runs."""
+        return self.config_dir / "scenarios"
+
+    @property
     def dead_letter_file(self) -> Path:
         """Where rejected messages are appended (JSON lines)."""
         return self.dead_letter_path or self.var_dir / "dead-letter.jsonl"

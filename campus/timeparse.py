@@ -35,8 +35,12 @@ def parse_time(text: str, now: datetime) -> datetime:
 
 
 def parse_duration(text: str) -> timedelta:
-    """``90s``, ``15m``, ``1h``, ``7d`` as a timedelta."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h|d|w)", text.strip())
-    if not m:
-        raise ValueError(f"cannot read duration {text!r}: use e.g. 30s, 15m, 1h, 7d")
-    return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+    """``90s``, ``15m``, ``1h``, ``7d``, or parts together (``1h30m``) as a timedelta."""
+    t = text.strip()
+    parts = re.findall(r"(\d+(?:\.\d+)?)(s|m|h|d|w)", t)
+    if not parts or "".join(n + u for n, u in parts) != t:
+        raise ValueError(f"cannot read duration {text!r}: use e.g. 30s, 15m, 1h, 1h30m, 7d")
+    total = timedelta()
+    for number, unit in parts:
+        total += timedelta(**{_UNITS[unit]: float(number)})
+    return total

@@ -68,7 +68,13 @@ def _dorm_water_shape(local: datetime) -> float:
 class CampusSimulator:
     """Computes readings; :meth:`readings_at` is the one entry point."""
 
-    def __init__(self, campus: Campus, calendar: AcademicCalendar, seed: int = 42) -> None:
+    def __init__(
+        self,
+        campus: Campus,
+        calendar: AcademicCalendar,
+        seed: int = 42,
+        only: set[str] | None = None,
+    ) -> None:
         self.campus = campus
         self.calendar = calendar
         self.seed = seed
@@ -92,6 +98,24 @@ class CampusSimulator:
         self._counters: dict[str, dict[str, float]] = {}
         self._last_t: int | None = None
         self._ctx: dict[str, float] = {}
+        self._blocks: dict[str, float] = {}
+        self._blocks_at: int | None = None
+        self.needed = None if only is None else self._needed(only)
+
+    def _needed(self, only: set[str]) -> set[str]:
+        """``only`` plus what its values are computed from: the meters below a
+        parent meter, and the central plant's HVAC for the plant's own meters."""
+        needed = set(only)
+        stack = [d for d in only if d in self.campus.children]
+        while stack:
+            for child in self.campus.children.get(stack.pop(), []):
+                if child.id not in needed:
+                    needed.add(child.id)
+                    stack.append(child.id)
+        plant = {b for b, kind in self.btype.items() if kind == "central_plant"}
+        if any(d.building in plant and d.kind == "power" for d in self.campus if d.id in needed):
+            needed |= {d.id for d in self.campus if d.building in plant and d.kind == "hvac"}
+        return needed
 
     # ----------------------------------------------------------------- public
 
@@ -110,13 +134,18 @@ class CampusSimulator:
         values: dict[str, dict[str, float]] = {}
         plant_kw = 0.0
         # HVAC plant first: its power feeds the plant's own meter.
+        needed = self.needed
         for d in self.leaves:
-            if d.kind == "hvac":
+            if d.kind == "hvac" and (needed is None or d.id in needed):
                 values[d.id] = self._hvac(d, local, period, closed, ctx, rng)
                 if self.btype[d.building] == "central_plant":
                     plant_kw += values[d.id]["power_kw"]
         ctx["plant_kw"] = plant_kw
         for d in self.leaves:
+            if needed is not None and d.id not in needed:
+                continue
+            if d.parent is None and t % int(d.interval_s) and d.kind != "hvac":
+                continue  # not due, and no parent meter sums it: nothing to compute
             if d.kind == "power":
                 values[d.id] = self._power_leaf(d, local, period, closed, ctx, rng)
             elif d.kind == "water":
@@ -124,6 +153,8 @@ class CampusSimulator:
             elif d.kind == "dorm":
                 values[d.id] = self._dorm(d, t, local, period, closed, ctx, rng)
         for d in self.parents:
+            if needed is not None and d.id not in needed:
+                continue
             kids = [values[c.id] for c in self.campus.children[d.id] if c.id in values]
             values[d.id] = self._parent(d, kids, rng)
         self._advance_counters(t, values)
@@ -140,11 +171,15 @@ class CampusSimulator:
         dt = 0 if self._last_t is None else t - self._last_t
         self._last_t = t
         for d in self.leaves:
+            if d.id not in values:
+                continue
             if d.kind == "power":
                 self._integrate(d, t, values[d.id], "energy_kwh", "power_kw", dt / 3600, 3)
             elif d.kind == "water":
                 self._integrate(d, t, values[d.id], "volume_m3", "flow_lpm", dt / 60 / 1000, 4)
         for d in self.parents:
+            if d.id not in values:
+                continue
             name, digits = ("energy_kwh", 3) if d.kind == "power" else ("volume_m3", 4)
             total = sum(values[c.id][name] for c in self.campus.children[d.id])
             values[d.id][name] = round(total, digits)
@@ -351,6 +386,16 @@ class CampusSimulator:
             "power_kw": round(kw, 3),
         }
 
+    def _block_draw(self, device: str, block: int) -> float:
+        """A room's uniform draw for one half-hour block (seeding a generator from a
+        string hashes it; every room asks at every tick of the block)."""
+        if self._blocks_at != block:
+            self._blocks, self._blocks_at = {}, block
+        u = self._blocks.get(device)
+        if u is None:
+            u = self._blocks[device] = random.Random(f"{self.seed}:{device}:{block}").random()
+        return u
+
     def _dorm(
         self,
         d: Device,
@@ -363,8 +408,7 @@ class CampusSimulator:
     ) -> dict[str, float]:
         p = self._occ(d, local, period, closed)
         # Presence changes per half hour, not per reading: seed by room and block.
-        block = random.Random(f"{self.seed}:{d.id}:{t // 1800}")
-        present = block.random() < p
+        present = self._block_draw(d.id, t // 1800) < p
         pref = 24.5 + 2.0 * _unit(d.id, "pref")  # this room's preferred AC setting
         t_out = ctx["t_out"]
         g = rng.gauss

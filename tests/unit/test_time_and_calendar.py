@@ -115,6 +115,8 @@ def test_garbage_raises_a_helpful_error(text):
         ("1.5h", timedelta(minutes=90)),
         (" 30s ", timedelta(seconds=30)),
         ("0s", timedelta(0)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1d12h", timedelta(hours=36)),
     ],
 )
 def test_parse_duration(text, expected):
@@ -122,12 +124,12 @@ def test_parse_duration(text, expected):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "15", "m", "-5m", "+5m", "5 m", "5min", "1h30m", "1.h", "abc"]
+    "text", ["", "15", "m", "-5m", "+5m", "5 m", "5min", "1h 30m", "1h30", "1.h", "abc"]
 )
 def test_parse_duration_garbage(text):
     with pytest.raises(ValueError) as info:
         parse_duration(text)
-    assert f"cannot read duration {text!r}: use e.g. 30s, 15m, 1h, 7d" == str(info.value)
+    assert f"cannot read duration {text!r}: use e.g. 30s, 15m, 1h, 1h30m, 7d" == str(info.value)
 
 
 # ------------------------------------------------------------------ calendar

@@ -1,0 +1,147 @@
+"""``campus rules``: lint, test against scenarios, and run the engine live."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from campus.errors import ConfigError
+
+
+@click.group()
+def rules() -> None:
+    """Write, prove and run the alert rules (config/rules.yaml)."""
+
+
+def _context():  # type: ignore[no-untyped-def]
+    from campus.calendar import load_calendar
+    from campus.registry import load_campus
+    from campus.settings import Settings
+
+    s = Settings()
+    return s, load_campus(s.campus_file), load_calendar(s.calendar_file)
+
+
+@rules.command("lint")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def lint(file: Path | None) -> None:
+    """Check a rules file (default: config/rules.yaml) without running it."""
+    from rules.kinds import KINDS
+    from rules.model import load_rules
+
+    s, campus, _ = _context()
+    path = file or s.rules_file
+    try:
+        loaded = load_rules(path, campus)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        raise SystemExit(1) from None
+    slots = 0
+    for r in loaded:
+        kind = KINDS[r.kind]
+        slots += sum(1 for d in campus if kind.applies(r, d, campus))
+    disabled = sum(1 for r in loaded if not r.enabled)
+    click.echo(
+        f"{path}: {len(loaded)} rules ({disabled} disabled), watching {slots} (rule, device) pairs"
+    )
+
+
+@rules.command("test")
+@click.option("--scenario", "names", multiple=True, help="Only this scenario (repeatable).")
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write a PNG per scenario: each faulted series with the alert marks.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--rules-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def test(
+    names: tuple[str, ...], plot_dir: Path | None, as_json: bool, rules_file: Path | None
+) -> None:
+    """Run the scenarios (config/scenarios/*.yaml) through the real engine.
+
+    Prints expected versus fired, detection delays and false alerts; exits 1
+    when any scenario fails.
+    """
+    from rules.model import load_rules
+    from rules.scenarios import fmt_delay, load_scenario, plot_result, run_scenario, scenario_files
+
+    s, campus, calendar = _context()
+    loaded = load_rules(rules_file or s.rules_file, campus)
+    files = scenario_files(s.scenarios_dir)
+    if names:
+        files = [f for f in files if f.stem in names]
+        missing = set(names) - {f.stem for f in files}
+        if missing:
+            raise click.ClickException(f"no scenario named {', '.join(sorted(missing))}")
+    results = []
+    failed = 0
+    for f in files:
+        sc = load_scenario(f, campus, loaded)
+
+        def progress(done: int, total: int, name: str = sc.name) -> None:
+            if not as_json and sys.stderr.isatty():
+                click.echo(f"\r{name}: hour {done}/{total}", nl=False, err=True)
+
+        res = run_scenario(sc, campus, calendar, loaded, progress)
+        if not as_json and sys.stderr.isatty():
+            click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+        results.append(res)
+        failed += not res.passed
+        if plot_dir is not None:
+            plot_result(res, plot_dir / f"{sc.name}.png")
+        if as_json:
+            continue
+        mark = "PASS" if res.passed else "FAIL"
+        click.echo(f"{mark}  {sc.name}  ({res.readings:,} readings, {len(res.events)} events)")
+        for o in res.outcomes:
+            state = "ok " if o.ok else "NO "
+            deadline = fmt_delay(o.expect.within.total_seconds())
+            click.echo(
+                f"   {state} {o.expect.rule:<28} {o.expect.device:<16} "
+                f"detected in {fmt_delay(o.delay_s):>8} (deadline {deadline})"
+                + (f"  {o.why}" if o.why else "")
+            )
+        for ev in res.unexpected:
+            click.echo(
+                f"   FALSE {ev.rule:<26} {ev.device:<16} at {ev.to_json()['ts']}: {ev.title}"
+            )
+        for rid, why in res.disabled.items():
+            click.echo(f"   DISABLED {rid}: {why}")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "scenarios": [
+                        {
+                            "name": r.scenario.name,
+                            "passed": r.passed,
+                            "readings": r.readings,
+                            "expected": [
+                                {
+                                    "rule": o.expect.rule,
+                                    "device": o.expect.device,
+                                    "ok": o.ok,
+                                    "delay_s": o.delay_s,
+                                    "why": o.why,
+                                }
+                                for o in r.outcomes
+                            ],
+                            "false_alerts": [ev.to_json() for ev in r.unexpected],
+                            "disabled": r.disabled,
+                        }
+                        for r in results
+                    ]
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(f"{len(results) - failed} of {len(results)} scenarios passed")
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,60 @@
+"""``anomaly``: the score of an anomaly model above ``threshold``.
+
+The model plugs in through :class:`Scorer`. With no scorer (no model trained
+yet) the rule gives no verdicts, and the engine says so once in its log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Protocol
+
+from pydantic import Field
+
+from campus.registry import Device
+from rules.kinds.base import Condition, Kind, Params, Verdict
+
+log = logging.getLogger(__name__)
+
+
+class Scorer(Protocol):
+    """What the anomaly model offers the rules engine."""
+
+    def score(self, device: Device, ts_ms: int, metrics: Mapping[str, float]) -> float | None:
+        """An anomaly score for one reading (higher is stranger), or None."""
+
+
+class AnomalyParams(Params):
+    threshold: float = Field(gt=0)
+
+
+class AnomalyCondition(Condition):
+    scorer: Scorer | None = None  # set by the engine for every anomaly condition
+    _said = False
+
+    def __init__(self, device: Device, p: AnomalyParams) -> None:
+        self.device = device
+        self.threshold = p.threshold
+
+    def observe(self, source: str, ts_ms: int, metrics: Mapping[str, float]) -> Verdict | None:
+        scorer = AnomalyCondition.scorer
+        if scorer is None:
+            if not AnomalyCondition._said:
+                log.info("no anomaly model loaded: anomaly rules stay silent until one is")
+                AnomalyCondition._said = True
+            return None
+        s = scorer.score(self.device, ts_ms, metrics)
+        if s is None:
+            return None
+        return Verdict(s > self.threshold, s, f"anomaly score {s:.2f} > {self.threshold:g}")
+
+
+class Anomaly(Kind):
+    name = "anomaly"
+    params = AnomalyParams
+    needs_metric = False
+
+    def condition(self) -> Condition:
+        assert isinstance(self.p, AnomalyParams)
+        return AnomalyCondition(self.device, self.p)

@@ -1,0 +1,64 @@
+"""``flatline``: every value of the metric for at least ``window`` stayed within a
+band ``tolerance`` wide (a stuck sensor)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+from pydantic import Field, field_validator
+
+from rules.kinds.base import Condition, Kind, Params, Verdict
+
+
+class FlatlineParams(Params):
+    window: timedelta
+    tolerance: float = Field(0.0, ge=0)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, v: object) -> timedelta:
+        from rules.model import duration
+
+        d = duration(v)
+        if d <= timedelta(0):
+            raise ValueError("window must be longer than 0")
+        return d
+
+
+class FlatlineCondition(Condition):
+    """Tracks the current flat run: since when every value stayed within a band
+    ``tolerance`` wide. O(1) per reading, whatever the window."""
+
+    def __init__(self, metric: str, p: FlatlineParams) -> None:
+        self.metric = metric
+        self.p = p
+        self.window_ms = int(p.window.total_seconds() * 1000)
+        self.run: tuple[int, float, float] | None = None  # (start, low, high)
+
+    def observe(self, source: str, ts_ms: int, metrics: Mapping[str, float]) -> Verdict | None:
+        v = metrics.get(self.metric)
+        if v is None:
+            return None
+        run = self.run
+        if run is None:
+            self.run = (ts_ms, v, v)
+            return Verdict(False, v)
+        start, lo, hi = run
+        lo, hi = min(lo, v), max(hi, v)
+        if hi - lo > self.p.tolerance:
+            self.run = (ts_ms, v, v)
+            return Verdict(False, v)
+        self.run = (start, lo, hi)
+        if ts_ms - start >= self.window_ms:
+            return Verdict(True, v, f"stuck at {v:g} for {self.p.window}")
+        return Verdict(False, v)
+
+
+class Flatline(Kind):
+    name = "flatline"
+    params = FlatlineParams
+
+    def condition(self) -> Condition:
+        assert self.rule.metric is not None and isinstance(self.p, FlatlineParams)
+        return FlatlineCondition(self.rule.metric, self.p)

@@ -1,0 +1,70 @@
+"""``rate``: the metric changed by more than ``rise`` (or fell by more than
+``fall``) within ``window``."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from datetime import timedelta
+
+from pydantic import field_validator, model_validator
+
+from rules.kinds.base import Condition, Kind, Params, Verdict
+
+
+class RateParams(Params):
+    window: timedelta
+    rise: float | None = None
+    fall: float | None = None
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, v: object) -> timedelta:
+        from rules.model import duration
+
+        d = duration(v)
+        if d <= timedelta(0):
+            raise ValueError("window must be longer than 0")
+        return d
+
+    @model_validator(mode="after")
+    def _one(self) -> RateParams:
+        if self.rise is None and self.fall is None:
+            raise ValueError("give rise, fall or both (positive amounts)")
+        if (self.rise is not None and self.rise <= 0) or (self.fall is not None and self.fall <= 0):
+            raise ValueError("rise and fall are positive amounts")
+        return self
+
+
+class RateCondition(Condition):
+    def __init__(self, metric: str, p: RateParams) -> None:
+        self.metric = metric
+        self.p = p
+        self.window_ms = int(p.window.total_seconds() * 1000)
+        self.points: deque[tuple[int, float]] = deque()
+
+    def observe(self, source: str, ts_ms: int, metrics: Mapping[str, float]) -> Verdict | None:
+        v = metrics.get(self.metric)
+        if v is None:
+            return None
+        pts = self.points
+        pts.append((ts_ms, v))
+        while pts and pts[0][0] < ts_ms - self.window_ms:
+            pts.popleft()
+        lo = min(x for _, x in pts)
+        hi = max(x for _, x in pts)
+        p = self.p
+        if p.rise is not None and v - lo > p.rise:
+            return Verdict(True, v, f"rose {v - lo:g} within {p.window}")
+        if p.fall is not None and hi - v > p.fall:
+            return Verdict(True, v, f"fell {hi - v:g} within {p.window}")
+        return Verdict(False, v)
+
+
+class Rate(Kind):
+    name = "rate"
+    params = RateParams
+
+    def condition(self) -> Condition:
+        assert self.rule.metric is not None and isinstance(self.p, RateParams)
+        return RateCondition(self.rule.metric, self.p)
