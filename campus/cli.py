@@ -255,6 +255,14 @@ class _Speed(click.ParamType):
 )
 @click.option("--client-id", default="campus-sim", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the published counts as JSON.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="DEVICE:KIND[:at=5m][:for=1h][:param=value]",
+    help="Inject a fault (repeatable), timed from now; kinds as in config/scenarios "
+    "(burst_pipe, slow_leak, feeder_outage, offline, ...).",
+)
 def simulate(
     start: str | None,
     end: str | None,
@@ -265,6 +273,7 @@ def simulate(
     rate: float | None,
     client_id: str,
     as_json: bool,
+    faults: tuple[str, ...],
 ) -> None:
     """Publish the simulated campus's readings to the broker.
 
@@ -300,6 +309,16 @@ def simulate(
     if not chosen:
         raise click.BadParameter(f"no device matches {', '.join(patterns)}")
     sim = CampusSimulator(campus, load_calendar(s.calendar_file), seed=seed)
+    injector = None
+    if faults:
+        from simulators.faults import FaultInjector, parse_fault_spec
+
+        try:
+            injector = FaultInjector(
+                campus, [parse_fault_spec(f, int(now.timestamp())) for f in faults]
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--fault") from None
     # Ctrl-C from here on stops cleanly (devices say offline), even while connecting.
     stop = threading.Event()
     restore = _install_signals(stop.set)
@@ -319,6 +338,8 @@ def simulate(
         devices={d.id for d in chosen},
         max_rate=rate,
         stop_event=stop,
+        injector=injector,
+        publish_status=pub.publish_retained,
     )
     mode = "as fast as possible" if speed is None else f"x{speed:g}"
     log.info(
@@ -517,8 +538,16 @@ def stack_status() -> None:
     show_default=True,
     help="Run the simulated campus.",
 )
-def up(backfill: str, with_sim: bool) -> None:
-    """Run the whole platform locally: broker, InfluxDB, ingest and the simulated campus.
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="DEVICE:KIND[:at=5m][:for=1h][:param=value]",
+    help="Inject a fault into the simulated campus (repeatable; see campus simulate --help).",
+)
+def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
+    """Run the whole platform locally: broker, InfluxDB, ingest, the rules engine
+    and the simulated campus.
 
     The simulator first plays the last --backfill of event time at up to 1,500
     readings/s (so a broker with Debian's default queue limit keeps up), then
@@ -549,12 +578,13 @@ def up(backfill: str, with_sim: bool) -> None:
             svc.start()
             started.append(svc)
         exe = [sys.executable, "-m", "campus.cli"]
-        names = ["ingest"]
+        names = ["ingest", "rules"]
         children.append(subprocess.Popen([*exe, "ingest"]))
+        children.append(subprocess.Popen([*exe, "rules", "run"]))
         if with_sim:
             # Paced so that a broker with Debian's default queue limit (1000
             # messages per subscriber) is not overrun while the backfill plays.
-            sim_args = ["simulate", "--rate", "1500"]
+            sim_args = ["simulate", "--rate", "1500", *(f"--fault={f}" for f in faults)]
             if back.total_seconds() > 0:  # catch up (paced), then real time
                 sim_args += ["--start", f"-{int(back.total_seconds())}s"]
             children.append(subprocess.Popen([*exe, *sim_args]))
@@ -564,6 +594,7 @@ def up(backfill: str, with_sim: bool) -> None:
             f"  MQTT broker   {s.mqtt_url}  (readings on campus/<building>/<kind>/<device>)\n"
             f"  InfluxDB      {s.influx_url}  database '{s.influx_db}'\n"
             f"  dead letters  {s.dead_letter_file}\n"
+            f"  alerts        ops/alerts/<severity>/<building> and {s.alerts_log}\n"
             f"  try           curl -G {s.influx_url}/query --data-urlencode db={s.influx_db} "
             '--data-urlencode "q=SELECT count(power_kw) FROM power WHERE time > now() - 5m"\n'
             "Ctrl-C stops everything campus started.\n"

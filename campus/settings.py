@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(9108, ge=0, le=65535)  # 0: no /metrics endpoint
     log_format: str = Field("text", pattern="^(text|json)$")
 
+    # rules engine
+    rules_client_id: str = "campus-rules"
+    rules_group: str = Field("rules", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
+    rules_state_interval_s: float = Field(5.0, gt=0)  # how often alert state is saved
+
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_scheme(cls, v: str) -> str:
@@ -115,6 +120,16 @@ class Settings(BaseSettings):
     def rules_file(self) -> Path:
         """The rules the engine runs."""
         return self.config_dir / "rules.yaml"
+
+    @property
+    def rules_state_file(self) -> Path:
+        """Where the engine keeps its alert state across restarts."""
+        return self.var_dir / "rules-state.json"
+
+    @property
+    def alerts_log(self) -> Path:
+        """Every alert event, one JSON object per line."""
+        return self.var_dir / "alerts.jsonl"
 
     @property
     def scenarios_dir(self) -> Path:

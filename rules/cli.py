@@ -145,3 +145,23 @@ def test(
         click.echo(f"{len(results) - failed} of {len(results)} scenarios passed")
     if failed:
         raise SystemExit(1)
+
+
+@rules.command("run")
+@click.option("--rules-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def run(rules_file: Path | None) -> None:
+    """Watch the live stream and publish alerts (runs until stopped).
+
+    Alerts go to ops/alerts/{severity}/{building} (QoS 1) and var/alerts.jsonl.
+    SIGHUP reloads the rules file; a bad file keeps the running rules.
+    """
+    import signal
+
+    from campus.cli import _on_signals
+    from rules.live import RulesService
+
+    s, campus, calendar = _context()
+    service = RulesService(s, campus, calendar, rules_file or s.rules_file)
+    signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
+    with _on_signals(service.stop):
+        service.run()

@@ -145,7 +145,8 @@ class Engine:
         self.watermark = 0
         self.stats = EngineStats()
         self._local: tuple[int, datetime, Any] | None = None
-        Stale.seen = self.last_ts
+        self.seen: dict[str, int] = {}  # when each device was last heard of (stale checks)
+        Stale.seen = self.seen
         for rule in self.rules.values():
             self._index(rule)
 
@@ -197,17 +198,26 @@ class Engine:
 
     # ------------------------------------------------------------------ input
 
-    def feed(self, device: str, ts_ms: int, metrics: Mapping[str, float]) -> list[AlertEvent]:
-        """One reading; the alert events it causes."""
+    def feed(
+        self,
+        device: str,
+        ts_ms: int,
+        metrics: Mapping[str, float],
+        received_ms: int | None = None,
+    ) -> list[AlertEvent]:
+        """One reading; the alert events it causes. ``received_ms`` (live) is when
+        it arrived: silence is measured from arrivals live, from event times in
+        replay, so a backfill of old readings does not look like silence."""
         self.stats.readings += 1
         last = self.last_ts.get(device)
         if last is not None and ts_ms <= last:
             self.stats.late += 1  # duplicate, redelivered or late: changes nothing
             return []
         self.last_ts[device] = ts_ms
+        self.seen[device] = ts_ms if received_ms is None else received_ms
         if last is None:  # first heard of: its time-driven checks start
             for slot in self.timed.get(device, ()):
-                self._schedule(slot, ts_ms)
+                self._schedule(slot, self.seen[device])
         if ts_ms > self.watermark:
             self.watermark = ts_ms
         out: list[AlertEvent] = []
@@ -460,11 +470,16 @@ class Engine:
             )
         return {"watermark": self.watermark, "last_ts": self.last_ts, "alerts": alerts}
 
-    def restore(self, snap: Mapping[str, Any]) -> int:
+    def restore(self, snap: Mapping[str, Any], now_ms: int | None = None) -> int:
         """Take back a :meth:`snapshot`; alerts of rules or devices gone are dropped.
-        How many alerts were restored."""
+        Live, ``now_ms`` counts as every known device's last arrival, so silence
+        is measured from the restart. How many alerts were restored."""
         self.watermark = int(snap.get("watermark", 0))
         self.last_ts.update({str(k): int(v) for k, v in snap.get("last_ts", {}).items()})
+        for device, ts in self.last_ts.items():
+            self.seen[device] = ts if now_ms is None else now_ms
+            for timed in self.timed.get(device, ()):
+                self._schedule(timed, self.seen[device])
         n = 0
         for a in snap.get("alerts", []):
             slot = self.slots.get((a["rule"], a["device"]))

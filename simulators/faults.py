@@ -518,3 +518,34 @@ class FaultInjector:
         if not plan.finished and plan.device.id in tick.out:
             plan.finished = True
             tick.reset.add(plan.device.id)
+
+
+def parse_fault_spec(spec: str, now: int) -> Fault:
+    """A fault from the command line: ``DEVICE:KIND[:at=5m][:for=1h][:param=value...]``,
+    ``at`` counted from ``now`` (epoch seconds; ``at=-20m`` is in the past, for a
+    backfill to play) and ``for`` from ``at``."""
+    from campus.timeparse import parse_duration
+
+    parts = spec.split(":")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ValueError(f"fault {spec!r}: use DEVICE:KIND[:at=5m][:for=1h][:param=value]")
+    at, lasts, params = 0, None, {}
+    for item in parts[2:]:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"fault {spec!r}: {item!r} is not key=value")
+        if key in ("at", "for"):
+            back = key == "at" and value.startswith("-")  # at=-20m: in the past (a backfill)
+            seconds = int(parse_duration(value.removeprefix("-")).total_seconds())
+            seconds = -seconds if back else seconds
+            if key == "at":
+                at = seconds
+            else:
+                lasts = seconds
+            continue
+        try:
+            params[key] = float(value)
+        except ValueError:
+            raise ValueError(f"fault {spec!r}: {key} must be a number") from None
+    start = now + at
+    return Fault(parts[0], parts[1], start, None if lasts is None else start + lasts, params)

@@ -90,6 +90,10 @@ class ReadingPublisher:
         if not self._connected.wait(timeout):
             raise CampusError("the MQTT broker did not acknowledge the connection")
 
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Publish a retained message (a status change) at QoS 1, without waiting."""
+        self.client.publish(topic, payload, qos=1, retain=True)
+
     def publish(self, topic: str, payload: bytes) -> None:
         """Queue one message; waits while too many await their PUBACK.
 

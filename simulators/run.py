@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from campus.registry import Device
 from simulators.engine import CampusSimulator
+from simulators.faults import FaultInjector
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class SimulationRun:
     on_tick: Callable[[int, int], None] | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     published: Counter[str] = field(default_factory=Counter)
+    injector: FaultInjector | None = None
+    publish_status: Publish | None = None  # retained status changes of injected faults
 
     def ticks_total(self) -> int | None:
         """How many ticks the run has, when it has an end."""
@@ -82,9 +85,17 @@ class SimulationRun:
                 self._wait(ahead)
             if self.stop_event.is_set():
                 break
-            for device, metrics in self.sim.readings_at(t):
-                if self.devices is not None and device.id not in self.devices:
-                    continue
+            readings = self.sim.readings_at(t)
+            if self.devices is not None:
+                readings = [(d, m) for d, m in readings if d.id in self.devices]
+            if self.injector is not None:
+                injected = self.injector.apply(t, readings)
+                readings = injected.readings
+                if self.publish_status is not None:
+                    for device, online in injected.status:
+                        state = b"online" if online else b"offline"
+                        self.publish_status(f"{device.topic}/status", state)
+            for device, metrics in readings:
                 seq = t // int(device.interval_s)
                 self.publish(device.topic, payload(t, seq, metrics))
                 self.published[device.kind] += 1

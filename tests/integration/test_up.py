@@ -1,15 +1,19 @@
 """`campus up` on a machine where nothing answers: it starts Mosquitto and
-influxd with data under var/, runs ingest and the simulated campus, lands
-readings in InfluxDB, stops everything on Ctrl-C, and finds its data again."""
+influxd with data under var/, runs ingest, the rules engine and the simulated
+campus, lands readings in InfluxDB, turns an injected fault into an alert on
+ops/alerts, stops everything on Ctrl-C, and finds its data again."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from campus.influx import InfluxClient
 from campus.stack import tcp_open
@@ -17,9 +21,9 @@ from campus.stack import tcp_open
 from .procs import ROOT, fresh_stack_env, wait_for
 
 
-def _up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _up(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "campus.cli", "up", "--backfill", "10m"],
+        [sys.executable, "-m", "campus.cli", "up", "--backfill", "10m", *extra],
         env=env,
         cwd=ROOT,
         stdout=log.open("wb"),
@@ -39,8 +43,23 @@ def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
     env, mqtt_port, influx_port = fresh_stack_env(tmp_path)
     client = InfluxClient(f"http://127.0.0.1:{influx_port}", "campus")
     log1 = tmp_path / "up1.log"
-    proc = _up(env, log1)
+    # A burst pipe six minutes ago, played by the backfill: the rules engine must page.
+    proc = _up(env, log1, "--fault", "wm-teach-1-f2:burst_pipe:at=-6m:for=5m")
+    alerts: list[dict] = []
     try:
+        assert wait_for(lambda: tcp_open("127.0.0.1", mqtt_port), 30), log1.read_text()
+        sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-up-alerts")
+        sub.on_message = lambda c, u, m: alerts.append(json.loads(m.payload))
+        sub.connect("127.0.0.1", mqtt_port)
+        sub.subscribe("ops/alerts/#", qos=1)
+        sub.loop_start()
+        burst = lambda: [a for a in alerts if a["rule"] == "water-burst"]  # noqa: E731
+        assert wait_for(burst, 90), (alerts, log1.read_text())
+        assert burst()[0]["device"] == "wm-teach-1-f2" and burst()[0]["state"] == "firing"
+        logged = (tmp_path / "var" / "alerts.jsonl").read_text()
+        assert '"rule":"water-burst"' in logged
+        sub.loop_stop()
+        sub.disconnect()
         assert wait_for(lambda: _count(client) > 3000, 90), log1.read_text()
         text = log1.read_text()
         assert "mosquitto: starting on 127.0.0.1" in text

@@ -1,0 +1,211 @@
+"""``campus rules run``: the engine on the live stream.
+
+It joins its own shared subscription group (``$share/{CAMPUS_RULES_GROUP}/
+campus/#``), decodes each message with the ingester's decoder (so the engine
+sees exactly what is stored), feeds readings and status messages to the
+engine in event time, advances time-driven checks with the clock once a
+second, and publishes every alert event at QoS 1 to
+``ops/alerts/{severity}/{building}`` and appends it to ``var/alerts.jsonl``.
+Alert state is saved every few seconds and at shutdown and taken back at
+start, so a restart neither forgets a firing alert nor announces it twice.
+SIGHUP reloads the rules; a bad file is reported and the old rules stay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from campus.calendar import AcademicCalendar
+from campus.errors import ConfigError
+from campus.registry import Campus
+from campus.settings import Settings
+from ingest.decode import Decoder
+from rules.engine import AlertEvent, Engine
+from rules.model import load_rules
+
+log = logging.getLogger(__name__)
+
+
+class RulesService:
+    """One live engine process; :meth:`run` blocks until :meth:`stop`."""
+
+    def __init__(
+        self, settings: Settings, campus: Campus, calendar: AcademicCalendar, rules_file: Path
+    ) -> None:
+        self.settings = settings
+        self.campus = campus
+        self.calendar = calendar
+        self.rules_file = rules_file
+        self.engine = Engine(load_rules(rules_file, campus), campus, calendar)
+        self.decoder = Decoder(campus)
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.connected = threading.Event()
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        self._log = settings.alerts_log.open("a", encoding="utf-8")
+        self.published = 0
+        self._restore()
+        self.client = self._make_client()
+
+    # ------------------------------------------------------------------ state
+
+    def _restore(self) -> None:
+        path = self.settings.rules_state_file
+        if not path.exists():
+            return
+        try:
+            snap = json.loads(path.read_text(encoding="utf-8"))
+            n = self.engine.restore(snap, now_ms=int(time.time() * 1000))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("cannot read the saved alert state %s (%s); starting clean", path, exc)
+            return
+        log.info("restored %d alerts from %s", n, path)
+
+    def save(self) -> None:
+        """Write the alert state atomically (a crash leaves the old file whole)."""
+        path = self.settings.rules_state_file
+        tmp = path.with_suffix(".tmp")
+        with self.lock:
+            snap = self.engine.snapshot()
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(snap, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def reload(self) -> None:
+        """Load the rules file again; keep the running rules if it is bad."""
+        try:
+            rules = load_rules(self.rules_file, self.campus)
+        except ConfigError as exc:
+            log.error("rules not reloaded, the running rules stay:\n%s", exc)
+            return
+        with self.lock:
+            snap = self.engine.snapshot()
+            engine = Engine(rules, self.campus, self.calendar)
+            engine.restore(snap, now_ms=int(time.time() * 1000))
+            self.engine = engine
+        log.info("reloaded %d rules from %s", len(rules), self.rules_file)
+
+    def request_reload(self) -> None:
+        """Ask for a reload (safe from a signal handler)."""
+        self._reload.set()
+
+    # ------------------------------------------------------------------- mqtt
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.settings.rules_client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        target = self.settings.mqtt
+        if target.username:
+            client.username_pw_set(target.username, target.password)
+        if target.tls:
+            client.tls_set()
+        client.max_inflight_messages_set(1000)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        return client
+
+    @property
+    def topic(self) -> str:
+        """The subscription: the engine's own shared group."""
+        group = self.settings.rules_group
+        return f"$share/{group}/campus/#" if group else "campus/#"
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("broker refused the connection: %s", rc)
+            return
+        client.subscribe(self.topic, qos=1)
+        self.connected.set()
+        log.info("rules engine subscribed to %s", self.topic)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        now = int(time.time() * 1000)
+        decoded = self.decoder.decode(msg.topic, bytes(msg.payload), now)
+        events: list[AlertEvent] = []
+        with self.lock:
+            for r in decoded.readings:
+                events += self.engine.feed(r.device, r.ts_ms, r.metrics, received_ms=now)
+            if decoded.status is not None:
+                st = decoded.status
+                events += self.engine.status(st.device, st.online, now)
+        self._publish(events)
+
+    def _publish(self, events: list[AlertEvent]) -> None:
+        for ev in events:
+            doc = ev.to_json()
+            text = json.dumps(doc, separators=(",", ":"))
+            self.client.publish(ev.topic, text, qos=1)
+            self._log.write(text + "\n")
+            self.published += 1
+            log.info(
+                "alert %s %s %s on %s: %s%s",
+                ev.state,
+                ev.severity,
+                ev.rule,
+                ev.device,
+                ev.title,
+                f" (inhibited by {ev.inhibited_by['device']})" if ev.inhibited_by else "",
+            )
+        if events:
+            self._log.flush()
+
+    # -------------------------------------------------------------- lifecycle
+
+    def run(self) -> None:
+        """Connect, then advance the clock once a second until :meth:`stop`."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        target = self.settings.mqtt
+        self.client.connect_async(
+            target.host, target.port, keepalive=30, clean_start=False, properties=props
+        )
+        self.client.loop_start()
+        last_save = time.monotonic()
+        try:
+            while not self._stop.wait(1.0):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+                with self.lock:
+                    events = self.engine.advance(int(time.time() * 1000))
+                self._publish(events)
+                if time.monotonic() - last_save >= self.settings.rules_state_interval_s:
+                    self.save()
+                    last_save = time.monotonic()
+        finally:
+            self.save()
+            self.client.disconnect()
+            self.client.loop_stop()
+            self._log.close()
+            st = self.engine.stats
+            log.info(
+                "rules engine stopped: %d readings, %d alert events, %d late, disabled: %s",
+                st.readings,
+                self.published,
+                st.late,
+                ", ".join(st.disabled) or "none",
+            )
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (safe from a signal handler)."""
+        self._stop.set()
