@@ -131,7 +131,7 @@ class Engine:
         self.calendar = calendar
         self.tz = ZoneInfo(campus.timezone)
         self.rules = {r.id: r for r in rules if r.enabled}
-        AnomalyCondition.scorer = self.scorer = scorer
+        self.scorer = scorer
         if scorer is None and any(r.kind == "anomaly" for r in self.rules.values()):
             log.info("no anomaly model loaded: anomaly rules stay silent until one is")
         self.slots: dict[tuple[str, str], Slot] = {}
@@ -141,6 +141,8 @@ class Engine:
         self._checks: list[tuple[int, tuple[str, str]]] = []  # heap: when to ask a timed slot
         self.composites: dict[str, list[Slot]] = {}
         self.waiting: dict[tuple[str, str], Slot] = {}  # pending, or firing and clearing
+        # firing alerts that time alone can change: an escalation ahead, or held in maintenance
+        self.timekeeping: dict[tuple[str, str], Slot] = {}
         self.last_ts: dict[str, int] = {}
         self.watermark = 0
         self.stats = EngineStats()
@@ -162,6 +164,9 @@ class Engine:
             kind: Kind = kind_cls(rule, fire_p, device, self.campus)
             fire = kind.condition()
             clear = kind_cls(rule, clear_p, device, self.campus).condition() if clear_p else None
+            for cond in (fire, clear):
+                if isinstance(cond, AnomalyCondition):
+                    cond.scorer = self.scorer
             slot = Slot(rule, device, fire, clear, severity=rule.severity)
             self.slots[(rule.id, device.id)] = slot
             if isinstance(fire, CompositeCondition):
@@ -260,8 +265,10 @@ class Engine:
             slot = self.slots[key]
             self._evaluate(slot, now_ms, out, lambda c: c.at(now_ms))
             self._schedule(slot, now_ms)
-        for slot in list(self.waiting.values()):
-            self._step(slot, now_ms, None, None, out)
+        disabled = self.stats.disabled
+        for slot in list(self.waiting.values()) + list(self.timekeeping.values()):
+            if slot.rule.id not in disabled:
+                self._step(slot, now_ms, None, None, out)
         return out
 
     # ------------------------------------------------------------- evaluation
@@ -281,6 +288,9 @@ class Engine:
     def _disable(self, rule: Rule, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"
         self.stats.disabled[rule.id] = reason
+        for table in (self.waiting, self.timekeeping):
+            for key in [k for k in table if k[0] == rule.id]:
+                del table[key]
         log.error(
             "rule %r raised and is disabled until the rules are reloaded: %s", rule.id, reason
         )
@@ -349,6 +359,7 @@ class Engine:
             slot.escalated, slot.severity = True, esc.to
             if not slot.suppressed:
                 self._emit(slot, "firing", ts_ms, out)
+        self._keep_time(slot)
 
     def _in_maintenance(self, slot: Slot, ts_ms: int) -> bool:
         return any(m.covers(slot.device, ts_ms) for m in slot.rule.maintenance)
@@ -364,6 +375,7 @@ class Engine:
         slot.suppressed = self._in_maintenance(slot, ts_ms)
         if not slot.suppressed:
             self._emit(slot, "firing", ts_ms, out)
+        self._keep_time(slot)
         if slot.rule.inhibits_children:
             self._inhibit_descendants(slot, ts_ms, out)
 
@@ -373,6 +385,16 @@ class Engine:
         slot.state, slot.clear_since_ms, slot.suppressed = IDLE, None, False
         slot.inhibited_by = None
         self.waiting.pop((slot.rule.id, slot.device.id), None)
+        self.timekeeping.pop((slot.rule.id, slot.device.id), None)
+
+    def _keep_time(self, slot: Slot) -> None:
+        """Watch a firing alert from :meth:`advance` while time alone can change it."""
+        key = (slot.rule.id, slot.device.id)
+        esc = slot.rule.escalate
+        if slot.state == FIRING and (slot.suppressed or (esc is not None and not slot.escalated)):
+            self.timekeeping[key] = slot
+        else:
+            self.timekeeping.pop(key, None)
 
     def _inhibitor(self, device: Device) -> dict[str, str] | None:
         parent = device.parent
@@ -389,7 +411,11 @@ class Engine:
     def _firing_of(self, device: str) -> list[tuple[tuple[str, str], Slot]]:
         return [
             ((s.rule.id, device), s)
-            for s in self.by_source.get(device, []) + self.by_status.get(device, [])
+            for s in (
+                self.by_source.get(device, [])
+                + self.by_status.get(device, [])
+                + self.timed.get(device, [])
+            )
             if s.device.id == device and s.state == FIRING
         ]
 
@@ -495,6 +521,7 @@ class Engine:
             slot.active = True
             if slot.state == PENDING or slot.clear_since_ms is not None:
                 self.waiting[(a["rule"], a["device"])] = slot
+            self._keep_time(slot)
             n += 1
         return n
 

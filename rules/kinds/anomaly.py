@@ -6,7 +6,6 @@ yet) the rule gives no verdicts, and the engine says so once in its log.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -14,8 +13,6 @@ from pydantic import Field
 
 from campus.registry import Device
 from rules.kinds.base import Condition, Kind, Params, Verdict
-
-log = logging.getLogger(__name__)
 
 
 class Scorer(Protocol):
@@ -30,19 +27,14 @@ class AnomalyParams(Params):
 
 
 class AnomalyCondition(Condition):
-    scorer: Scorer | None = None  # set by the engine for every anomaly condition
-    _said = False
-
     def __init__(self, device: Device, p: AnomalyParams) -> None:
         self.device = device
         self.threshold = p.threshold
+        self.scorer: Scorer | None = None  # set by the engine that owns this condition
 
     def observe(self, source: str, ts_ms: int, metrics: Mapping[str, float]) -> Verdict | None:
-        scorer = AnomalyCondition.scorer
+        scorer = self.scorer
         if scorer is None:
-            if not AnomalyCondition._said:
-                log.info("no anomaly model loaded: anomaly rules stay silent until one is")
-                AnomalyCondition._said = True
             return None
         s = scorer.score(self.device, ts_ms, metrics)
         if s is None:

@@ -72,12 +72,18 @@ class Kind:
     @classmethod
     def check(cls, rule: Rule, campus: Campus) -> Iterator[Issue]:
         """Load-time problems: parameters, clear parameters, metric, selection."""
-        for key, raw in (("params", rule.params), ("clear", {**rule.params, **rule.clear})):
-            try:
-                cls.parse(raw)
-            except ValidationError as exc:
-                for err in exc.errors(include_url=False):
-                    yield (key, *err["loc"]), err["msg"]
+        try:
+            cls.parse(rule.params)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                yield ("params", *err["loc"]), err["msg"]
+        else:
+            if rule.clear:  # the clear parameters are the params with these replaced
+                try:
+                    cls.parse({**rule.params, **rule.clear})
+                except ValidationError as exc:
+                    for err in exc.errors(include_url=False):
+                        yield ("clear", *err["loc"]), err["msg"]
         devices = [d for d in campus if rule.select.matches(d)]
         if not devices:
             yield ("select",), "selects no device of the campus"

@@ -733,6 +733,40 @@ def test_escalation_raises_severity_after_the_condition_held(campus, calendar):
     assert second.since_ms == first.since_ms == at(0)
 
 
+OFFLINE_ESCALATING = """
+rules:
+  - id: device-offline
+    kind: offline
+    select: {device: ahu-teach-1-1}
+    severity: P3
+    escalate: {after: 30m, to: P2}
+    trade: general
+    title: "{device} offline"
+"""
+
+
+def test_an_offline_alert_escalates_while_the_device_stays_offline(campus, calendar):
+    engine = make(campus, calendar, OFFLINE_ESCALATING)
+    (ev,) = engine.status("ahu-teach-1-1", False, at(0))
+    assert (ev.state, ev.severity) == ("firing", "P3")
+    events = [ev for m in range(1, 61) for ev in engine.advance(at(m))]
+    assert [(ev.state, ev.severity, ev.escalated) for ev in events] == [("firing", "P2", True)]
+
+
+def test_an_offline_alert_held_back_by_maintenance_goes_out_after_the_window(campus, calendar):
+    text = OFFLINE_ESCALATING.replace("    escalate: {after: 30m, to: P2}\n", "").replace(
+        "    trade: general\n",
+        "    trade: general\n"
+        "    maintenance:\n"
+        "      - {start: '2026-10-13T09:00+08:00', end: '2026-10-13T10:30+08:00',"
+        " devices: [ahu-teach-1-1]}\n",
+    )
+    engine = make(campus, calendar, text)
+    assert engine.status("ahu-teach-1-1", False, at(0)) == []
+    events = [(m, ev) for m in range(1, 60) for ev in engine.advance(at(m))]
+    assert states(events) == [(30, "firing")]
+
+
 # --------------------------------------------------------------- inhibition
 
 OUTAGE = """
@@ -776,12 +810,6 @@ def test_a_sibling_does_not_inhibit(campus, calendar):
     assert ev.inhibited_by is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules/engine.py _firing_of looks only in by_source and by_status; stale slots "
-    "are indexed in `timed` only (Stale.watched returns []), so a silent parent meter never "
-    "inhibits its children although the shipped device-silent rule sets inhibits_children",
-)
 def test_inhibition_by_a_silent_parent(campus, calendar):
     engine = make(campus, calendar, STALE)
     for m in range(3):
@@ -853,12 +881,6 @@ def test_a_rule_that_raises_is_disabled_and_the_others_go_on(fragile):
     assert list(fragile.stats.disabled) == ["fragile"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules/engine.py advance() steps every slot in `waiting` without checking "
-    "stats.disabled (and _disable leaves the slot there), so a rule pending when it raised "
-    "still fires once its `for` runs out",
-)
 def test_a_disabled_rule_does_not_fire_later(fragile):
     fragile.feed("pm-teach-1-f1", at(0), {"power_kw": 200.0})  # fragile: pending
     fragile.feed("pm-teach-1-f1", at(1), {"power_kw": 600.0})  # raises: disabled
@@ -911,13 +933,6 @@ def test_anomaly_with_a_scorer_fires_on_high_scores(campus, calendar):
     assert ("pm-teach-1-f1", at(0)) in scorer.calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules/kinds/anomaly.py keeps the scorer in a class attribute "
-    "(AnomalyCondition.scorer) that every Engine() overwrites, so building a second engine "
-    "without a scorer (a reload, a lint, a scenario run) silences the first engine's "
-    "anomaly rules",
-)
 def test_a_second_engine_does_not_silence_the_first_ones_scorer(campus, calendar):
     first = make(campus, calendar, ANOMALY, scorer=StubScorer())
     make(campus, calendar, ANOMALY)

@@ -159,12 +159,6 @@ def test_unknown_param_of_the_kind(campus):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules/kinds/base.py Kind.check validates {**params, **clear} even when the rule has "
-    "no clear section, so every params mistake is reported a second time as 'clear.<field>' "
-    "at the rule's first line, naming a field the writer never wrote",
-)
 def test_a_params_mistake_is_reported_once(campus):
     text = rules_yaml(rule_yaml(params="{above: 250, over: 3}"))
     assert [i.field for i in issues(text, campus)] == ["rule 'burst-pipe': params.over"]
