@@ -113,6 +113,8 @@ def test_replay_influx_fires_and_resolves_fan_failure(
     assert not firing["open"], firing
     assert ms(firing["end"]) >= fault_to, firing  # resolved after the stretch
     assert ms(firing["end"]) < end_ms, firing  # ... and before the data ended
+    # its condition stopped holding when the stretch ended (end less clear_for)
+    assert abs(ms(firing["held_until"]) - fault_to) <= MINUTE_MS, firing
 
     events = [e for e in doc["events"] if e["rule"] == RULE and e["device"] == DEVICE]
     assert [e["state"] for e in events] == ["firing", "resolved"], events
