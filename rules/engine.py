@@ -499,7 +499,8 @@ class Engine:
     def restore(self, snap: Mapping[str, Any], now_ms: int | None = None) -> int:
         """Take back a :meth:`snapshot`; alerts of rules or devices gone are dropped.
         Live, ``now_ms`` counts as every known device's last arrival, so silence
-        is measured from the restart. How many alerts were restored."""
+        is measured from the restart. How many firing alerts were restored
+        (pending ones, still waiting out their ``for``, are restored too)."""
         self.watermark = int(snap.get("watermark", 0))
         self.last_ts.update({str(k): int(v) for k, v in snap.get("last_ts", {}).items()})
         for device, ts in self.last_ts.items():
@@ -522,7 +523,7 @@ class Engine:
             if slot.state == PENDING or slot.clear_since_ms is not None:
                 self.waiting[(a["rule"], a["device"])] = slot
             self._keep_time(slot)
-            n += 1
+            n += slot.state == FIRING
         return n
 
     def firing(self) -> list[Slot]:

@@ -71,7 +71,8 @@ class RulesService:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("cannot read the saved alert state %s (%s); starting clean", path, exc)
             return
-        log.info("restored %d alerts from %s", n, path)
+        pending = len(snap.get("alerts", [])) - n
+        log.info("restored %d firing alerts (and %d pending) from %s", n, pending, path)
 
     def save(self) -> None:
         """Write the alert state atomically (a crash leaves the old file whole)."""

@@ -4,6 +4,7 @@ ops/alerts, state kept across a restart, a bad reload refused."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -108,7 +109,9 @@ def test_burst_fires_survives_restart_resolves_and_bad_reload_is_refused(
         # A restart keeps the firing alert: more high readings announce nothing new.
         stop(engine)
         engine = start_engine(settings, tmp_path, "engine2")
-        assert "restored 1 alerts" in (tmp_path / "engine2.log").read_text()
+        log2 = (tmp_path / "engine2.log").read_text()
+        # (retained offline statuses other tests left on this broker may add pending ones)
+        assert re.search(r"restored 1 firing alerts", log2), log2
         for k in range(5, 8):
             send(pub, now + k * 60_000, 430.0)
         time.sleep(1.5)
