@@ -243,6 +243,14 @@ class Engine:
             except Exception as exc:  # a broken rule must not stop the others
                 self._disable(slot.rule, exc)
         for slot in self.composites.get(device, ()):
+            if disabled and slot.rule.id in disabled:
+                continue
+            verdict = _composite(slot.fire)
+            quiet = verdict is None or not verdict.active
+            if slot.state == IDLE and slot.clear is None and quiet:
+                if verdict is not None:
+                    slot.active = False
+                continue
             self._evaluate(slot, ts_ms, out, _composite)
         return out
 

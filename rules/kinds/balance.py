@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from campus.registry import Campus, Device
-from rules.kinds.base import Condition, Issue, Kind, Params, Verdict
+from rules.kinds.base import INACTIVE, Condition, Issue, Kind, Params, Verdict
 
 if TYPE_CHECKING:
     from rules.model import Rule
@@ -48,10 +48,12 @@ class BalanceCondition(Condition):
         v = metrics.get(self.metric)
         if v is None:
             return None
-        tick = self.ticks.setdefault(ts_ms, {})
+        tick = self.ticks.get(ts_ms)
+        if tick is None:  # a new tick: drop ticks that never completed within the window
+            for old in [t for t in self.ticks if t < ts_ms - self.window_ms]:
+                del self.ticks[old]
+            tick = self.ticks[ts_ms] = {}
         tick[source] = v
-        for old in [t for t in self.ticks if t < ts_ms - self.window_ms]:
-            del self.ticks[old]
         if self.parent not in tick or not self.children.issubset(tick):
             return None
         del self.ticks[ts_ms]
@@ -68,7 +70,7 @@ class BalanceCondition(Condition):
             return Verdict(
                 True, gap, f"parent {parent_sum / n:g} vs children {kid_sum / n:g} ({gap:+g})"
             )
-        return Verdict(False, gap)
+        return INACTIVE
 
 
 class Balance(Kind):

@@ -30,6 +30,10 @@ class Verdict(NamedTuple):
     detail: str = ""
 
 
+INACTIVE = Verdict(False)
+"""The common answer, made once: a tuple built per reading costs more than the check."""
+
+
 class Params(BaseModel):
     """Base of every kind's parameters: unknown keys are refused."""
 

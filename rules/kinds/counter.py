@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from rules.kinds.base import Condition, Kind, Params, Verdict
+from rules.kinds.base import INACTIVE, Condition, Kind, Params, Verdict
 
 
 class CounterParams(Params):
@@ -34,7 +34,7 @@ class CounterCondition(Condition):
         hours = (ts_ms - prev[0]) / 3_600_000
         if self.p.max_per_hour is not None and step / hours > self.p.max_per_hour:
             return Verdict(True, v, f"jumped {step:g} in {hours * 60:.0f} min")
-        return Verdict(False, v)
+        return INACTIVE
 
 
 class Counter(Kind):

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from pydantic import Field, field_validator
 
-from rules.kinds.base import Condition, Kind, Params, Verdict
+from rules.kinds.base import INACTIVE, Condition, Kind, Params, Verdict
 
 
 class FlatlineParams(Params):
@@ -43,16 +43,16 @@ class FlatlineCondition(Condition):
         run = self.run
         if run is None:
             self.run = (ts_ms, v, v)
-            return Verdict(False, v)
+            return INACTIVE
         start, lo, hi = run
         lo, hi = min(lo, v), max(hi, v)
         if hi - lo > self.p.tolerance:
             self.run = (ts_ms, v, v)
-            return Verdict(False, v)
+            return INACTIVE
         self.run = (start, lo, hi)
         if ts_ms - start >= self.window_ms:
             return Verdict(True, v, f"stuck at {v:g} for {self.p.window}")
-        return Verdict(False, v)
+        return INACTIVE
 
 
 class Flatline(Kind):

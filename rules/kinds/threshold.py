@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from pydantic import model_validator
 
-from rules.kinds.base import Condition, Kind, Params, Verdict
+from rules.kinds.base import INACTIVE, Condition, Kind, Params, Verdict
 
 
 class ThresholdParams(Params):
@@ -34,7 +34,7 @@ class ThresholdCondition(Condition):
             return Verdict(True, v, f"{v:g} > {p.above:g}")
         if p.below is not None and v < p.below:
             return Verdict(True, v, f"{v:g} < {p.below:g}")
-        return Verdict(False, v)
+        return INACTIVE
 
 
 class Threshold(Kind):
