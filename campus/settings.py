@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
@@ -164,6 +165,13 @@ class MqttTarget:
         self.username = username
         self.password = password
 
+    def secure(self, client: Any) -> None:
+        """Put the URL's credentials and TLS on a paho-mqtt client."""
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            client.tls_set()
+
     @classmethod
     def parse(cls, url: str) -> MqttTarget:
         """Split ``mqtt[s]://[user:pass@]host[:port]``."""
@@ -189,3 +197,9 @@ def get_settings() -> Settings:
             for e in exc.errors(include_url=False)
         )
         raise SettingsError(f"invalid settings: {problems}") from None
+
+
+def stream_topic(group: str) -> str:
+    """The whole ``campus/#`` stream through shared-subscription ``group``, or
+    directly when ``group`` is empty (DESIGN.md section 3)."""
+    return f"$share/{group}/campus/#" if group else "campus/#"

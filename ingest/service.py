@@ -35,7 +35,7 @@ from campus.influx import InfluxClient
 from campus.lineprotocol import line, point, series
 from campus.reading import Reading
 from campus.registry import Campus
-from campus.settings import Settings
+from campus.settings import Settings, stream_topic
 from ingest.deadletter import DeadLetter
 from ingest.decode import Decoder, Limits, StatusEvent
 from ingest.gaps import Filled, Gap, GapTracker
@@ -114,10 +114,7 @@ class Ingester:
             # room for a long topic above the payload limit; larger is dropped unread
             max_publish_bytes=self.settings.ingest_max_payload_bytes + 1024,
         )
-        if target.username:
-            client.username_pw_set(target.username, target.password)
-        if target.tls:
-            client.tls_set()
+        target.secure(client)
         client.max_inflight_messages_set(1000)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
@@ -130,8 +127,7 @@ class Ingester:
     @property
     def topic(self) -> str:
         """The shared subscription this ingester joins (or, with no group, its own)."""
-        group = self.settings.ingest_group
-        return f"$share/{group}/campus/#" if group else "campus/#"
+        return stream_topic(self.settings.ingest_group)
 
     def _on_connect(
         self,

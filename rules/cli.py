@@ -10,6 +10,15 @@ import click
 
 from campus.errors import ConfigError
 
+RULES_FILE = click.option(
+    "--rules",
+    "--rules-file",
+    "rules_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The rules to run (default: config/rules.yaml).",
+)
+
 
 @click.group()
 def rules() -> None:
@@ -59,7 +68,7 @@ def lint(file: Path | None) -> None:
     help="Write a PNG per scenario: each faulted series with the alert marks.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--rules-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@RULES_FILE
 def test(
     names: tuple[str, ...], plot_dir: Path | None, as_json: bool, rules_file: Path | None
 ) -> None:
@@ -148,7 +157,7 @@ def test(
 
 
 @rules.command("run")
-@click.option("--rules-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@RULES_FILE
 def run(rules_file: Path | None) -> None:
     """Watch the live stream and publish alerts (runs until stopped).
 
@@ -185,14 +194,7 @@ def run(rules_file: Path | None) -> None:
     help="InfluxDB: device id or building globs (repeatable or comma-separated; default all).",
 )
 @click.option("--chunk", default="6h", show_default=True, help="InfluxDB: time per query.")
-@click.option(
-    "--rules",
-    "--rules-file",
-    "rules_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The rules to run (default: config/rules.yaml).",
-)
+@RULES_FILE
 @click.option(
     "--plot",
     "plot_dir",

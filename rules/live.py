@@ -29,7 +29,7 @@ from paho.mqtt.properties import Properties
 from campus.calendar import AcademicCalendar
 from campus.errors import ConfigError
 from campus.registry import Campus
-from campus.settings import Settings
+from campus.settings import Settings, stream_topic
 from ingest.decode import Decoder
 from rules.engine import AlertEvent, Engine
 from rules.model import load_rules
@@ -113,10 +113,7 @@ class RulesService:
             protocol=mqtt.MQTTv5,
         )
         target = self.settings.mqtt
-        if target.username:
-            client.username_pw_set(target.username, target.password)
-        if target.tls:
-            client.tls_set()
+        target.secure(client)
         client.max_inflight_messages_set(1000)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
@@ -126,8 +123,7 @@ class RulesService:
     @property
     def topic(self) -> str:
         """The subscription: the engine's own shared group."""
-        group = self.settings.rules_group
-        return f"$share/{group}/campus/#" if group else "campus/#"
+        return stream_topic(self.settings.rules_group)
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any

@@ -43,7 +43,6 @@ from __future__ import annotations
 import bisect
 import csv
 import difflib
-import fnmatch
 import logging
 import math
 import time as _time
@@ -65,6 +64,7 @@ from campus.registry import Campus, CampusConfig, Device, check_references
 from campus.yamlconf import Located, load_located, load_located_text, validate
 from rules.engine import AlertEvent, Engine
 from rules.model import Rule, duration
+from simulators.run import select_devices
 
 log = logging.getLogger(__name__)
 
@@ -717,17 +717,6 @@ class QueryClient(Protocol):
         ...
 
 
-def select_devices(campus: Campus, globs: Sequence[str] | None) -> list[Device]:
-    """Devices whose id or building matches any glob (all when ``globs`` is empty)."""
-    if not globs:
-        return list(campus)
-    return [
-        d
-        for d in campus
-        if any(fnmatch.fnmatchcase(d.id, g) or fnmatch.fnmatchcase(d.building, g) for g in globs)
-    ]
-
-
 def influx_queries(
     kind: str, devices: Sequence[Device], start_ms: int, end_ms: int, every: bool
 ) -> list[str]:
@@ -770,7 +759,7 @@ def replay_influx(
         raise ValueError("start and end need a time zone")
     if end <= start:
         raise ValueError("end must come after start")
-    chosen = select_devices(campus, devices)
+    chosen = select_devices(list(campus), list(devices or []))
     if not chosen:
         raise ValueError(f"no device of the campus matches {', '.join(devices or [])}")
     by_kind: dict[str, list[Device]] = {}

@@ -28,7 +28,7 @@ from rules.engine import AlertEvent, Engine
 from rules.model import Rule, duration
 from simulators.engine import CampusSimulator
 from simulators.faults import Fault, FaultInjector
-from simulators.run import payload
+from simulators.run import payload, select_devices
 
 
 class _Strict(BaseModel):
@@ -173,13 +173,7 @@ def run_scenario(
         injector = FaultInjector(campus, faults)
     except ValueError as exc:
         raise ConfigError([ConfigIssue(sc.name, None, "faults", str(exc))]) from None
-    selected = {
-        d.id
-        for d in campus
-        if any(
-            fnmatch.fnmatchcase(d.id, p) or fnmatch.fnmatchcase(d.building, p) for p in sc.devices
-        )
-    }
+    selected = {d.id for d in select_devices(list(campus), sc.devices)}
     watch = {(f.device, m) for f in sc.faults for m in _metrics_of(campus, f.device)}
     watch |= {tuple(x.split(":", 1)) for x in sc.plot}  # type: ignore[misc]
     sim = CampusSimulator(campus, calendar, seed=sc.seed, only=selected)

@@ -31,10 +31,7 @@ log = logging.getLogger(__name__)
 
 def _client(target: MqttTarget, client_id: str) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-    if target.username:
-        client.username_pw_set(target.username, target.password)
-    if target.tls:
-        client.tls_set()
+    target.secure(client)
     return client
 
 

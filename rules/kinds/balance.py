@@ -9,29 +9,19 @@ from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from campus.registry import Campus, Device
-from rules.kinds.base import INACTIVE, Condition, Issue, Kind, Params, Verdict
+from rules.kinds.base import INACTIVE, Condition, Issue, Kind, Params, Verdict, Window
 
 if TYPE_CHECKING:
     from rules.model import Rule
 
 
 class BalanceParams(Params):
-    window: timedelta = timedelta(minutes=15)
+    window: Window = timedelta(minutes=15)
     tolerance_pct: float = Field(5.0, ge=0)
     min_abs: float = Field(0.0, ge=0)
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _window(cls, v: object) -> timedelta:
-        from rules.model import duration
-
-        d = duration(v)
-        if d <= timedelta(0):
-            raise ValueError("window must be longer than 0")
-        return d
 
 
 class BalanceCondition(Condition):

@@ -10,9 +10,10 @@ schedules, maintenance, severity, inhibition and the alerts themselves.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from campus.registry import Campus, Device
 
@@ -32,6 +33,19 @@ class Verdict(NamedTuple):
 
 INACTIVE = Verdict(False)
 """The common answer, made once: a tuple built per reading costs more than the check."""
+
+
+def _window(value: object) -> timedelta:
+    from rules.model import duration
+
+    d = duration(value)
+    if d <= timedelta(0):
+        raise ValueError("window must be longer than 0")
+    return d
+
+
+Window = Annotated[timedelta, BeforeValidator(_window)]
+"""A kind's time window: ``15m`` style text or seconds, longer than 0."""
 
 
 class Params(BaseModel):

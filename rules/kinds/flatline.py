@@ -4,26 +4,15 @@ band ``tolerance`` wide (a stuck sensor)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from rules.kinds.base import INACTIVE, Condition, Kind, Params, Verdict
+from rules.kinds.base import INACTIVE, Condition, Kind, Params, Verdict, Window
 
 
 class FlatlineParams(Params):
-    window: timedelta
+    window: Window
     tolerance: float = Field(0.0, ge=0)
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _window(cls, v: object) -> timedelta:
-        from rules.model import duration
-
-        d = duration(v)
-        if d <= timedelta(0):
-            raise ValueError("window must be longer than 0")
-        return d
 
 
 class FlatlineCondition(Condition):

@@ -5,27 +5,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from datetime import timedelta
 
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
-from rules.kinds.base import INACTIVE, Condition, Kind, Params, Verdict
+from rules.kinds.base import INACTIVE, Condition, Kind, Params, Verdict, Window
 
 
 class RateParams(Params):
-    window: timedelta
+    window: Window
     rise: float | None = None
     fall: float | None = None
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _window(cls, v: object) -> timedelta:
-        from rules.model import duration
-
-        d = duration(v)
-        if d <= timedelta(0):
-            raise ValueError("window must be longer than 0")
-        return d
 
     @model_validator(mode="after")
     def _one(self) -> RateParams:
