@@ -13,10 +13,10 @@ from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from campus.errors import ConfigError
-from campus.yamlconf import load_located, validate
+from campus.yamlconf import Strict, load_located, validate
 
 
 class Period(StrEnum):
@@ -27,11 +27,7 @@ class Period(StrEnum):
     holidays = "holidays"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PeriodSpan(_Strict):
+class PeriodSpan(Strict):
     """A named run of days of one period kind, both ends included."""
 
     name: str
@@ -46,7 +42,7 @@ class PeriodSpan(_Strict):
         return self
 
 
-class Closure(_Strict):
+class Closure(Strict):
     """A public holiday or campus closure (counts as holidays)."""
 
     name: str
@@ -54,7 +50,7 @@ class Closure(_Strict):
     end: date
 
 
-class CalendarConfig(_Strict):
+class CalendarConfig(Strict):
     """The whole calendar.yaml file."""
 
     timezone: str = "Asia/Shanghai"

@@ -16,11 +16,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from campus.errors import ConfigError, ConfigIssue
 from campus.ids import KIND_RE, METRIC_NAME_RE, TAG_VALUE_RE
-from campus.yamlconf import Located, load_located, validate
+from campus.yamlconf import Located, Strict, load_located, validate
 
 TagValue = Annotated[str, StringConstraints(pattern=f"^{TAG_VALUE_RE.pattern}$")]
 MetricName = Annotated[str, StringConstraints(pattern=f"^{METRIC_NAME_RE.pattern}$")]
@@ -42,11 +42,7 @@ class BuildingType(StrEnum):
     central_plant = "central_plant"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MetricSpec(_Strict):
+class MetricSpec(Strict):
     """One metric of a device: its unit and the range a healthy sensor can report."""
 
     unit: str
@@ -61,7 +57,7 @@ class MetricSpec(_Strict):
         return self
 
 
-class DeviceModel(_Strict):
+class DeviceModel(Strict):
     """A kind of hardware: which metrics it reports, and how often."""
 
     kind: KindName
@@ -70,7 +66,7 @@ class DeviceModel(_Strict):
     metrics: dict[MetricName, MetricSpec] = Field(min_length=1)
 
 
-class DeviceConfig(_Strict):
+class DeviceConfig(Strict):
     """A device as written in campus.yaml (before its model is resolved)."""
 
     id: TagValue
@@ -92,7 +88,7 @@ class DeviceConfig(_Strict):
         return self
 
 
-class BuildingConfig(_Strict):
+class BuildingConfig(Strict):
     """A building and the devices installed in it."""
 
     id: TagValue
@@ -104,14 +100,14 @@ class BuildingConfig(_Strict):
     devices: list[DeviceConfig] = Field(default_factory=list)
 
 
-class CampusInfo(_Strict):
+class CampusInfo(Strict):
     """Campus-wide facts."""
 
     name: str
     timezone: str = "UTC"
 
 
-class CampusConfig(_Strict):
+class CampusConfig(Strict):
     """The whole campus.yaml file."""
 
     campus: CampusInfo

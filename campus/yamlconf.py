@@ -14,12 +14,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from campus.errors import ConfigError, ConfigIssue
 
 Path_ = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Base of every configuration model: unknown keys are errors, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class _Loader(yaml.SafeLoader):

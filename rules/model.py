@@ -16,13 +16,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from campus.calendar import Period
 from campus.errors import ConfigError, ConfigIssue
 from campus.registry import Campus, Device
 from campus.timeparse import parse_duration
-from campus.yamlconf import Located, load_located, load_located_text
+from campus.yamlconf import Located, Strict, load_located, load_located_text
 
 ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -51,10 +51,6 @@ class Trade(StrEnum):
     general = "general"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def duration(value: Any) -> timedelta:
     """A duration from ``"15m"`` style text or a number of seconds."""
     if isinstance(value, timedelta):
@@ -73,7 +69,7 @@ def duration(value: Any) -> timedelta:
 Globs = tuple[str, ...]
 
 
-class Selector(_Strict):
+class Selector(Strict):
     """Which devices a rule watches. Each field is a glob (``dorm-*``) or a list of
     globs (any may match); every field must match."""
 
@@ -110,7 +106,7 @@ def _any(value: str, globs: Globs) -> bool:
     return any(fnmatch.fnmatchcase(value, g) for g in globs)
 
 
-class HourSpan(_Strict):
+class HourSpan(Strict):
     """Local wall-clock hours, ``22:00-06:00`` wrapping past midnight."""
 
     start: time
@@ -136,7 +132,7 @@ class HourSpan(_Strict):
         return t >= self.start or t < self.end
 
 
-class Schedule(_Strict):
+class Schedule(Strict):
     """When a rule is active: hours, days of the week and academic periods."""
 
     hours: list[HourSpan] = Field(default_factory=list)
@@ -171,7 +167,7 @@ class Schedule(_Strict):
         return not self.hours or any(h.contains(local.time()) for h in self.hours)
 
 
-class Maintenance(_Strict):
+class Maintenance(Strict):
     """A window in which the rule's alerts are held back, for devices or buildings."""
 
     start: datetime
@@ -199,7 +195,7 @@ class Maintenance(_Strict):
         )
 
 
-class Escalate(_Strict):
+class Escalate(Strict):
     """Raise the severity once the condition has held this long."""
 
     after: timedelta
@@ -242,7 +238,7 @@ def _template(text: str) -> str:
     return text
 
 
-class Rule(_Strict):
+class Rule(Strict):
     """One rule as written in rules.yaml."""
 
     id: str
@@ -291,7 +287,7 @@ class Rule(_Strict):
         return self
 
 
-class RulesFile(_Strict):
+class RulesFile(Strict):
     """The whole file."""
 
     rules: list[Rule] = Field(default_factory=list)

@@ -55,13 +55,13 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from campus.calendar import AcademicCalendar
 from campus.errors import ConfigError, ConfigIssue
 from campus.influxql import quote_ident, quote_literal
 from campus.registry import Campus, CampusConfig, Device, check_references
-from campus.yamlconf import Located, load_located, load_located_text, validate
+from campus.yamlconf import Located, Strict, load_located, load_located_text, validate
 from rules.engine import AlertEvent, Engine
 from rules.model import Rule, duration
 from simulators.run import select_devices
@@ -132,11 +132,7 @@ class Linear:
 # ------------------------------------------------------------------- mapping
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ColumnSpec(_Strict):
+class ColumnSpec(Strict):
     """One CSV column: the metric it feeds and how to convert it."""
 
     metric: str
@@ -155,7 +151,7 @@ class ColumnSpec(_Strict):
 TIME_FORMATS = ("iso", "epoch_s", "epoch_ms")
 
 
-class ReplayMapping(_Strict):
+class ReplayMapping(Strict):
     """A mapping file as written."""
 
     description: str = ""

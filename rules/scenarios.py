@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from campus.calendar import AcademicCalendar
 from campus.errors import ConfigError, ConfigIssue
 from campus.registry import Campus
-from campus.yamlconf import load_located, validate
+from campus.yamlconf import Strict, load_located, validate
 from ingest.decode import Decoder
 from rules.engine import AlertEvent, Engine
 from rules.model import Rule, duration
@@ -31,11 +31,7 @@ from simulators.faults import Fault, FaultInjector
 from simulators.run import payload, select_devices
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FaultSpec(_Strict):
+class FaultSpec(Strict):
     """A fault, timed from the scenario's start."""
 
     device: str
@@ -49,7 +45,7 @@ class FaultSpec(_Strict):
     )
 
 
-class Expect(_Strict):
+class Expect(Strict):
     """An alert that must fire: rule, device, and how soon after ``after``
     (default: the first fault's start)."""
 
@@ -64,14 +60,14 @@ class Expect(_Strict):
     )
 
 
-class Allow(_Strict):
+class Allow(Strict):
     """Alerts that may fire without being expected (globs)."""
 
     rule: str = "*"
     device: str = "*"
 
 
-class Scenario(_Strict):
+class Scenario(Strict):
     """One scenario file."""
 
     name: str
