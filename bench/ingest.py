@@ -17,7 +17,7 @@ until InfluxDB holds every reading. Phases:
   spool     a 1,000,000-reading backlog spooled while influxd is down, then replayed
   latency   publish-to-stored latency at a steady publish rate (probes)
 
-    .venv/bin/python bench/ingest.py [--readings 100000] [--phases ...]
+    .venv/bin/python bench/ingest.py [--readings 200000] [--phases ...]
 """
 
 from __future__ import annotations
@@ -252,17 +252,19 @@ class Bench:
         }
 
     def influx_ceiling(self, n: int, passes: int = 3) -> None:
-        """One writer posting 5000-line batches of the same points to influxd:
-        the best of ``passes`` passes, each into a fresh database."""
+        """One writer posting 5000-line batches of the same points to influxd, tagged
+        as the ingester tags them: the best of ``passes`` passes, each into a
+        fresh database."""
         from campus.lineprotocol import point
 
+        campus = load_campus(ROOT / "config" / "campus.yaml")
         lines = []
-        for topic, dev in _devices():
-            b = topic.split("/")[1]
+        for _, dev in _devices():
+            spec = campus.get(dev)
+            assert spec is not None
+            tags = spec.influx_tags()
             for k in range(max(1, n // 129)):
-                lines.append(
-                    point("power", {"building": b, "device": dev}, _metrics(k), T0_MS + k * 1000)
-                )
+                lines.append(point("power", tags, _metrics(k), T0_MS + k * 1000))
         best = float("inf")
         for p in range(passes):
             client = InfluxClient(self.influxd.url, f"ceiling{p}")
@@ -312,8 +314,11 @@ class Bench:
                 cpu[i] = _cpu_seconds(p.pid)
                 rss[i] = max(rss[i], _peak_rss_mib(p.pid))
             # the ingesters' own count (cheap), so polling does not load influxd
-            stored = sum(_stored_direct(port) for port in ports)
-            if first is None and stored > 0:
+            each = [_stored_direct(port) for port in ports]
+            stored = sum(each)
+            # sustained: timed once every process is storing (one starting later
+            # would otherwise count its start-up against the rate of all)
+            if first is None and all(n > 0 for n in each):
                 first = (time.monotonic(), stored)
                 cpu0 = [_cpu_seconds(p.pid) for p in procs]
                 servers0 = self._server_cpu()
@@ -553,7 +558,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--readings", type=int, default=100_000)
+    ap.add_argument("--readings", type=int, default=200_000)
     ap.add_argument("--phases", default="bare,influxd,single,garbage,batch60,two,spool,latency")
     ap.add_argument(
         "--latency-rates",

@@ -10,7 +10,9 @@ empty) raise instead of being mangled: callers allowlist them first.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+
+import orjson
 
 _MEAS = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -90,6 +92,29 @@ def line(head: str, fields: Mapping[str, float | int | bool | str], ts: int | No
             parts.append(f"{fk}={format_field_value(v)}")
     body = ",".join(parts)
     return f"{head} {body}" if ts is None else f"{head} {body} {int(ts)}"
+
+
+def float_template(head: str, keys: Iterable[str]) -> str:
+    """A ``%`` format for lines of one series whose fields ``keys`` are all
+    finite floats: ``template % (*float_texts(values), ts)`` writes the line
+    (what the ingester checked needs no checking again)."""
+    fields = ",".join(f"{escape_field_key(k).replace('%', '%%')}=%s" for k in keys)
+    if not fields:
+        raise ValueError("a point needs at least one field")
+    return f"{head.replace('%', '%%')} {fields} %d"
+
+
+def float_texts(values: list[float]) -> list[str]:
+    """Field values for finite floats, many at once: the shortest text that
+    reads back as the same float (orjson's formatting, ``1e-05`` written
+    ``0.00001``, which InfluxDB reads alike). Formatting a batch in one call is
+    about twice as fast as ``repr`` of each value."""
+    if not values:
+        return []
+    text = orjson.dumps(values)[1:-1].decode()
+    if "null" in text:  # orjson writes NaN and infinities as null
+        raise ValueError("non-finite field value")
+    return text.split(",")
 
 
 def point(

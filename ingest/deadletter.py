@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,28 +23,47 @@ class DeadLetter:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = path.open("a", encoding="utf-8")
+        self._fh = path.open("ab")  # orjson writes bytes: no text layer to encode again
         self._lock = threading.Lock()
         self.count = 0
+        self._second = -1
+        self._stamp = ""
 
-    def add(self, topic: str, payload: bytes | str, reason: str, size: int | None = None) -> None:
-        """Record one rejection (``size``: the payload's, when it was not kept)."""
+    def _time(self, at_ms: int | None) -> str:
+        """ISO 8601 with milliseconds; the date and time are formatted once a
+        second (garbage at volume is thousands of records a second)."""
+        ms = int(time.time() * 1000) if at_ms is None else at_ms
+        second, milli = divmod(ms, 1000)
+        if second != self._second:
+            self._second = second
+            self._stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        return f"{self._stamp}{milli:03d}+00:00"
+
+    def add(
+        self,
+        topic: str,
+        payload: bytes | str,
+        reason: str,
+        size: int | None = None,
+        at_ms: int | None = None,
+    ) -> None:
+        """Record one rejection (``size``: the payload's, when it was not kept;
+        ``at_ms``: when it was received, epoch milliseconds, if known)."""
         raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
-        text = raw[:PAYLOAD_KEEP].decode("utf-8", "replace")
         record = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(at_ms),
             "topic": topic[:512],
-            "payload": text,
+            "payload": raw[:PAYLOAD_KEEP].decode("utf-8", "replace"),
             "truncated": len(raw) > PAYLOAD_KEEP or size is not None,
             "bytes": len(raw) if size is None else size,
             "reason": reason,
         }
         try:
-            line = orjson.dumps(record).decode()
+            line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         except orjson.JSONEncodeError:  # a lone surrogate (from a JSON escape) in a reason
-            line = json.dumps(record)
+            line = (json.dumps(record) + "\n").encode()
         with self._lock:
-            self._fh.write(line + "\n")
+            self._fh.write(line)
             self.count += 1
 
     def flush(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ import orjson
 
 from campus.ids import KIND_RE, is_metric_name, is_tag_value
 from campus.reading import Reading
-from campus.registry import Campus
+from campus.registry import Campus, Device
 
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 _MS_THRESHOLD = 100_000_000_000  # numbers above this are epoch milliseconds
@@ -60,6 +61,11 @@ class Limits:
     future_tolerance_ms: int = 300_000
 
 
+TOPICS_REMEMBERED = 10_000  # verdicts on topics other than registered devices' own
+# building, kind, device, its registry entry (None: unregistered), a status topic?
+CheckedTopic = tuple[str, str, str, "Device | None", bool]
+
+
 class _BadNumber(ValueError):
     pass
 
@@ -71,13 +77,24 @@ def _no_constants(name: str) -> Any:
 _JSON = json.JSONDecoder(parse_constant=_no_constants)  # one decoder: json.loads builds one a call
 
 
+# What the standard library reads and orjson refuses: the NaN and Infinity
+# literals (refused with a reason of their own), numbers past a double's range
+# (exponents read as infinities, refused as not finite; integers of any length,
+# refused where they do not fit) and lone surrogate escapes.
+_STDLIB_READS = re.compile(r"NaN|Infinity|[eE]\+?\d{3}|\d{20}|\\u[dD][89a-fA-F]")
+
+
 def loads(text: str) -> Any:
-    """Parse JSON: orjson (about 4x faster), and for what it refuses the standard
-    library, so an error reads the same whichever parser saw it first (and
-    integers past 64 bits, which orjson refuses, still parse)."""
+    """Parse JSON with orjson (about 4x faster than the standard library).
+
+    What orjson refuses goes to the standard library only when the text holds
+    something the standard library reads; otherwise orjson's error is final,
+    so malformed JSON costs one parse, not two."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
+        if _STDLIB_READS.search(text) is None:
+            raise
         return _JSON.decode(text)
 
 
@@ -120,44 +137,55 @@ class Decoder:
         self.campus = campus
         self.limits = limits or Limits()
         self.kinds = set(campus.kinds)
+        self._known_kinds = ", ".join(sorted(self.kinds))
         self._ranges = {
             d.id: {name: (m.min, m.max) for name, m in d.metrics.items()} for d in campus
         }
+        self._topics = {d.topic: d for d in campus}
+        self._checked: dict[str, CheckedTopic | Rejection] = {}  # every other topic seen
 
-    def decode(self, topic: str, payload: bytes, now_ms: int) -> Decoded:
-        """Decode one message; never raises for bad input."""
-        out = Decoded()
+    def _check_topic(self, topic: str) -> CheckedTopic | Rejection:
+        """(building, kind, device, its registry entry, a status topic?) of a
+        topic that is not a registered device's own, or why it is refused."""
         parts = topic.split("/")
         if (
             len(parts) not in (4, 5)
             or parts[0] != "campus"
             or (len(parts) == 5 and parts[4] != "status")
         ):
-            out.rejections.append(
-                Rejection("topic must be campus/{building}/{kind}/{device} or .../status")
-            )
-            return out
+            return Rejection("topic must be campus/{building}/{kind}/{device} or .../status")
         building, kind, device = parts[1], parts[2], parts[3]
         for what, value in (("building", building), ("device", device)):
             if not is_tag_value(value):
-                out.rejections.append(
-                    Rejection(f"{what} id {value!r} is not allowed (use [A-Za-z0-9_.-], 1-64)")
-                )
-                return out
+                return Rejection(f"{what} id {value!r} is not allowed (use [A-Za-z0-9_.-], 1-64)")
         if KIND_RE.fullmatch(kind) is None or kind not in self.kinds:
-            out.rejections.append(
-                Rejection(f"unknown kind {kind!r} (known: {', '.join(sorted(self.kinds))})")
-            )
-            return out
+            return Rejection(f"unknown kind {kind!r} (known: {self._known_kinds})")
         known = self.campus.get(device)
         if known is not None and (known.building != building or known.kind != kind):
-            out.rejections.append(
-                Rejection(
-                    f"device {device!r} is registered as {known.building}/{known.kind}, "
-                    f"not {building}/{kind}"
-                )
+            return Rejection(
+                f"device {device!r} is registered as {known.building}/{known.kind}, "
+                f"not {building}/{kind}"
             )
-            return out
+        return building, kind, device, known, len(parts) == 5
+
+    def decode(self, topic: str, payload: bytes, now_ms: int) -> Decoded:
+        """Decode one message; never raises for bad input."""
+        out = Decoded()
+        known = self._topics.get(topic)
+        if known is not None:  # a registered device's own topic: checked once, here
+            building, kind, device = known.building, known.kind, known.id
+            status = False
+        else:
+            checked = self._checked.get(topic)
+            if checked is None:
+                checked = self._check_topic(topic)
+                if len(self._checked) >= TOPICS_REMEMBERED:
+                    self._checked.clear()  # bounded: a stream of new topics cannot grow it
+                self._checked[topic] = checked
+            if isinstance(checked, Rejection):
+                out.rejections.append(checked)
+                return out
+            building, kind, device, known, status = checked
         out.unknown_device = known is None
         if len(payload) > self.limits.max_payload_bytes:
             out.rejections.append(
@@ -171,7 +199,7 @@ class Decoder:
         except UnicodeDecodeError as exc:
             out.rejections.append(Rejection(f"payload is not UTF-8: {exc.reason}"))
             return out
-        if len(parts) == 5:
+        if status:
             state = text.strip()
             if state not in ("online", "offline"):
                 out.rejections.append(Rejection("status must be 'online' or 'offline'"))
@@ -203,9 +231,9 @@ class Decoder:
                 )
                 return out
             for i, item in enumerate(batch):
-                self._reading(item, building, kind, device, now_ms, out, f"readings[{i}]: ")
+                self._reading(item, building, kind, device, known, now_ms, out, i)
         else:
-            self._reading(data, building, kind, device, now_ms, out, "")
+            self._reading(data, building, kind, device, known, now_ms, out, None)
         return out
 
     def _reading(
@@ -214,40 +242,58 @@ class Decoder:
         building: str,
         kind: str,
         device: str,
+        spec: Device | None,
         now_ms: int,
         out: Decoded,
-        where: str,
+        index: int | None,
     ) -> None:
-        if not isinstance(item, dict):
-            out.rejections.append(Rejection(f"{where}a reading must be a JSON object"))
+        """Check one reading (``index`` is its place in a batch); the common case,
+        a registered device's in-range floats with an epoch-milliseconds ``ts``,
+        takes the shortest path (a batch's readings cost a few microseconds each)."""
+        if type(item) is not dict:
+            self._reject(out, index, "a reading must be a JSON object")
             return
-        if not _READING_KEYS.issuperset(item):
+        if not item.keys() <= _READING_KEYS:
             extra = set(item) - _READING_KEYS
-            out.rejections.append(Rejection(f"{where}unknown keys {sorted(extra)!r}"))
+            self._reject(out, index, f"unknown keys {sorted(extra)!r}")
             return
-        try:
-            ts_ms = parse_ts(item.get("ts"), now_ms)
-        except ValueError as exc:
-            out.rejections.append(Rejection(f"{where}{exc}"))
-            return
-        if ts_ms > now_ms + self.limits.future_tolerance_ms:
-            out.rejections.append(
-                Rejection(f"{where}ts is {(ts_ms - now_ms) / 1000:.0f} s in the future")
-            )
-            return
-        if ts_ms < MIN_TS_MS:
-            out.rejections.append(Rejection(f"{where}ts is before 2000-01-01"))
-            return
+        ts = item.get("ts")
+        if type(ts) is int and MIN_TS_MS <= ts <= now_ms:
+            ts_ms = ts  # epoch milliseconds, not in the future: nothing to convert
+        else:
+            try:
+                ts_ms = parse_ts(ts, now_ms)
+            except ValueError as exc:
+                self._reject(out, index, str(exc))
+                return
+            if ts_ms > now_ms + self.limits.future_tolerance_ms:
+                self._reject(out, index, f"ts is {(ts_ms - now_ms) / 1000:.0f} s in the future")
+                return
+            if ts_ms < MIN_TS_MS:
+                self._reject(out, index, "ts is before 2000-01-01")
+                return
         seq = item.get("seq")
-        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
-            out.rejections.append(Rejection(f"{where}seq must be a non-negative integer"))
+        if seq is not None and (type(seq) is not int or seq < 0):
+            # bool is a subclass of int, not int itself: true/false are refused here
+            self._reject(out, index, "seq must be a non-negative integer")
             return
         metrics = item.get("metrics")
-        if not isinstance(metrics, dict) or not metrics:
-            out.rejections.append(Rejection(f"{where}'metrics' must be a non-empty object"))
+        if type(metrics) is not dict or not metrics:
+            self._reject(out, index, "'metrics' must be a non-empty object")
             return
-        spec = self.campus.get(device)
-        ranges = self._ranges.get(device)
+        ranges = self._ranges.get(device) if spec is not None else None
+        if ranges is not None:
+            # Fastest path: every metric a registered float within its range; the
+            # reading keeps the parsed object as it is.
+            for name, value in metrics.items():
+                if type(value) is not float:
+                    break
+                bounds = ranges.get(name)
+                if bounds is None or not bounds[0] <= value <= bounds[1]:
+                    break
+            else:
+                out.readings.append(Reading(building, kind, device, ts_ms, metrics, seq))
+                return
         good: dict[str, float] = {}
         for name, value in metrics.items():
             # Fast path: a registered metric, a finite number within its range.
@@ -262,45 +308,39 @@ class Decoder:
                     if bounds[0] <= f <= bounds[1]:  # NaN and inf fail this too
                         good[name] = f
                         continue
-            if not is_metric_name(name):
-                out.rejections.append(
-                    Rejection(
-                        f"{where}metric name {name[:80]!r} is not allowed "
-                        "(use [A-Za-z_][A-Za-z0-9_]*)"
-                    )
-                )
-                continue
-            if isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, int | float):
-                out.rejections.append(
-                    Rejection(f"{where}metric {name!r} is not a number ({type(value).__name__})")
-                )
-                continue
-            try:
-                f = float(value)
-            except OverflowError:
-                f = math.inf
-            if not math.isfinite(f):
-                out.rejections.append(Rejection(f"{where}metric {name!r} is not finite"))
-                continue
-            if spec is not None:
-                ms = spec.metrics.get(name)
-                if ms is None:
-                    out.rejections.append(
-                        Rejection(
-                            f"{where}metric {name!r} is not one of device {device!r}'s metrics"
-                        )
-                    )
-                    continue
-                if not ms.min <= f <= ms.max:
-                    out.rejections.append(
-                        Rejection(
-                            f"{where}metric {name!r} = {f:g} {ms.unit} outside valid range "
-                            f"[{ms.min:g}, {ms.max:g}]"
-                        )
-                    )
-                    continue
-            good[name] = f
+            reason = self._bad_metric(name, value, spec, device)
+            if reason is None:
+                good[name] = float(value)
+            else:
+                self._reject(out, index, reason)
         if good:
             out.readings.append(Reading(building, kind, device, ts_ms, good, seq))
+
+    @staticmethod
+    def _reject(out: Decoded, index: int | None, reason: str) -> None:
+        where = "" if index is None else f"readings[{index}]: "
+        out.rejections.append(Rejection(where + reason))
+
+    @staticmethod
+    def _bad_metric(name: str, value: Any, spec: Device | None, device: str) -> str | None:
+        """Why a metric the fast path did not take is refused, or None to keep it."""
+        if not is_metric_name(name):
+            return f"metric name {name[:80]!r} is not allowed (use [A-Za-z_][A-Za-z0-9_]*)"
+        if not isinstance(value, int | float):  # bool is an int: true counts as 1.0
+            return f"metric {name!r} is not a number ({type(value).__name__})"
+        try:
+            f = float(value)
+        except OverflowError:
+            f = math.inf
+        if not math.isfinite(f):
+            return f"metric {name!r} is not finite"
+        if spec is not None:
+            ms = spec.metrics.get(name)
+            if ms is None:
+                return f"metric {name!r} is not one of device {device!r}'s metrics"
+            if not ms.min <= f <= ms.max:
+                return (
+                    f"metric {name!r} = {f:g} {ms.unit} outside valid range "
+                    f"[{ms.min:g}, {ms.max:g}]"
+                )
+        return None

@@ -118,7 +118,8 @@ class BatchWriter:
         The writer is not woken per message (two thread switches a message cost
         more than decoding it): only when a batch is full, or by its own timer.
         """
-        self._idle.clear()
+        if self._idle.is_set():  # clearing takes a lock: only when there is something to clear
+            self._idle.clear()
         self._items.append(message)
         self._arrived += 1
         with self._count_lock:

@@ -344,6 +344,18 @@ def test_malformed_json_is_rejected(decoder, raw):
     assert len(reason) > len("malformed JSON: ")
 
 
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        # what only the standard library reads still gets the reason of its content
+        (b'{"metrics": {"power_kw": 1e400}}', "metric 'power_kw' is not finite"),
+        (b'{"metrics": {"\\ud800": 2}}', "metric name '\\ud800' is not allowed"),
+    ],
+)
+def test_json_orjson_refuses_is_read_by_the_standard_library(decoder, raw, reason):
+    assert only_reason(decode(decoder, POWER, raw)).startswith(reason)
+
+
 def test_deeply_nested_json_is_rejected_not_raised(decoder):
     raw = b"[" * 100_000 + b"]" * 100_000
     assert only_reason(decode(decoder, POWER, raw)).startswith("malformed JSON")

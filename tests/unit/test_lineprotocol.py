@@ -22,7 +22,16 @@ import pytest
 
 from campus.ids import is_tag_value
 from campus.influxql import quote_ident, quote_literal
-from campus.lineprotocol import escape_key, escape_measurement, format_field_value, point
+from campus.lineprotocol import (
+    escape_key,
+    escape_measurement,
+    float_template,
+    float_texts,
+    format_field_value,
+    line,
+    point,
+    series,
+)
 
 # ----------------------------------------------------- a reference line parser
 # Mirrors InfluxDB 1.x models/points.go: in the key (measurement and tags) a byte
@@ -312,6 +321,38 @@ def test_point_escapes_everything_and_parses_back():
     fields = {"power kw": 1.5, "note": 'he said "hi" \\o/', "f,x=y": 2}
     line = point("my meas,ure", tags, fields, 42)
     assert parse_line(line) == ("my meas,ure", tags, {**fields, "f,x=y": 2.0}, 42)
+
+
+def test_float_template_writes_the_same_point_as_line():
+    """The ingester's cached format and bulk float texts give a line that parses
+    to exactly what ``line`` gives, escapes and percent signs included, for any
+    finite float."""
+    rng = random.Random(7)
+    head = series("power", {"building": "b%d", "device": "pm 1,x=y"})
+    keys = ["kw", "a b", "c,d", "e=f", "g%s"]
+    template = float_template(head, keys)
+    specials = [0.0, -0.0, 5e-324, 1e-5, 1e16, 1e300, -1.5, 0.1, 230.0, 1.7976931348623157e308]
+    for i in range(2000):
+        values = [specials[i % len(specials)]] + [
+            rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-12, 12) for _ in keys[1:]
+        ]
+        ts = 1_700_000_000_000 + i
+        got = parse_line(template % (*float_texts(values), ts))
+        want = parse_line(line(head, dict(zip(keys, values, strict=True)), ts))
+        assert got == want
+        assert [float(v) for v in got[2].values()] == values
+
+
+def test_float_texts_refuse_non_finite_values():
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="non-finite"):
+            float_texts([1.0, bad])
+    assert float_texts([]) == []
+
+
+def test_float_template_needs_a_field():
+    with pytest.raises(ValueError, match="at least one field"):
+        float_template("m", [])
 
 
 def test_string_field_with_newline_stays_on_one_line():

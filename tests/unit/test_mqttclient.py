@@ -6,10 +6,12 @@ import socket
 import struct
 
 import pytest
+from paho.mqtt.client import MQTTv5
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.mqttclient import BufferedSocket, split_publish
+from ingest.mqttclient import HEAD_KEEP, BufferedSocket, IngestClient, split_publish
 
 
 def publish_body(topic: str, payload: bytes, mid: int | None, props: bytes = b"\x00") -> bytes:
@@ -96,3 +98,77 @@ def test_buffered_socket_passes_everything_else_through() -> None:
     finally:
         a.close()
         b.close()
+
+
+def publish_packet(topic: str, payload: bytes, mid: int) -> bytes:
+    """A whole QoS 1 PUBLISH packet: fixed header, remaining length, body."""
+    body = publish_body(topic, payload, mid)
+    length, rest = bytearray(), len(body)
+    while True:
+        byte, rest = rest & 0x7F, rest >> 7
+        length.append(byte | (0x80 if rest else 0))
+        if not rest:
+            return bytes([0x32]) + bytes(length) + body
+
+
+def test_whole_publishes_at_the_front_of_the_buffer_go_straight_to_the_receiver() -> None:
+    got: list[tuple[str, bytes, int, int, int]] = []
+    client = IngestClient(
+        CallbackAPIVersion.VERSION2,
+        protocol=MQTTv5,
+        manual_ack=True,
+        receiver=lambda *args: got.append(args),
+        max_publish_bytes=1000,
+    )
+    big = b"y" * 300  # a remaining length of two bytes
+    stream = (
+        publish_packet("campus/a/power/m1", b"one", 1)
+        + publish_packet("campus/a/power/m2", big, 2)
+        + publish_packet("campus/a/power/m3", b"three", 3)
+        + b"\xd0\x00"  # PINGRESP: paho's
+        + publish_packet("campus/a/power/m4", b"four", 4)
+    )
+    a, b = socket.socketpair()
+    try:
+        a.sendall(b"\x00" + stream)
+        buffered = BufferedSocket(b)
+        assert buffered.recv(1) == b"\x00"  # the rest is now buffered
+        assert client._take_publishes(buffered, limit=2) == 2  # the limit holds
+        assert client._take_publishes(buffered, limit=100) == 1  # stops at the PINGRESP
+        assert [(t, p, mid, qos, dropped) for t, p, mid, qos, dropped in got] == [
+            ("campus/a/power/m1", b"one", 1, 1, 0),
+            ("campus/a/power/m2", big, 2, 1, 0),
+            ("campus/a/power/m3", b"three", 3, 1, 0),
+        ]
+        assert buffered.recv(2) == b"\xd0\x00"  # left for paho, unread
+        assert client._take_publishes(buffered, limit=100) == 1
+        assert got[-1][0] == "campus/a/power/m4"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_publish_not_yet_whole_or_too_large_is_left_for_paho() -> None:
+    got: list[object] = []
+    client = IngestClient(
+        CallbackAPIVersion.VERSION2,
+        protocol=MQTTv5,
+        manual_ack=True,
+        receiver=lambda *args: got.append(args),
+        max_publish_bytes=HEAD_KEEP,  # the least it takes
+    )
+    whole = publish_packet("campus/a/power/m1", b"x" * 50, 1)
+    large = publish_packet("campus/a/power/m2", b"x" * HEAD_KEEP, 2)  # over max_publish_bytes
+    for stream in (whole[:-1], whole[:1], whole[:2], large):
+        a, b = socket.socketpair()
+        try:
+            a.sendall(b"\x00" + stream)
+            buffered = BufferedSocket(b)
+            buffered.recv(1)
+            held = buffered.buffered()
+            assert client._take_publishes(buffered, limit=100) == 0
+            assert buffered.buffered() == held  # nothing consumed: paho reads it all
+        finally:
+            a.close()
+            b.close()
+    assert got == []
