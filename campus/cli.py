@@ -54,6 +54,7 @@ def _setup_logging(level: str) -> None:
         )
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a migration check per command
 
 
 def _settings() -> Settings:
@@ -623,8 +624,10 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
 
 def _register_subcommands() -> None:
     from rules.cli import rules
+    from tickets.cli import tickets
 
     main.add_command(rules)
+    main.add_command(tickets)
 
 
 _register_subcommands()

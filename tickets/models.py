@@ -1,0 +1,234 @@
+"""The ticket store's tables (SQLAlchemy 2.0), the same on SQLite and PostgreSQL.
+
+The schema is created and changed only by the Alembic migrations in
+``tickets/migrations``; these classes are what the code reads and writes.
+Times are stored in UTC (timezone-aware on PostgreSQL, naive UTC on SQLite,
+both read back as aware by :class:`UtcDateTime`).
+
+Two rules live in the database itself, so that no second process can break them:
+
+* at most one ticket that is not closed per dedup key (a partial unique index,
+  ``WHERE state <> 'closed'``): two services raising the same alert at the
+  same instant update one ticket instead of opening two;
+* the event log is append-only: the code never updates or deletes an event
+  (and the migrations add no cascade that would).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class State(StrEnum):
+    """Where a ticket is in its life."""
+
+    open = "open"
+    acknowledged = "acknowledged"
+    assigned = "assigned"
+    in_progress = "in_progress"
+    resolved = "resolved"
+    closed = "closed"
+
+
+class Source(StrEnum):
+    """What raised a ticket."""
+
+    rule = "rule"
+    anomaly = "anomaly"
+    feedback = "feedback"
+    manual = "manual"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ticket store; use UTC-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with constraint names Alembic can find again."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Team(Base):
+    """A repair team of one trade (loaded from ``config/oncall.yaml``)."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    trade: Mapped[str] = mapped_column(String(32))
+
+
+class Technician(Base):
+    """A person who repairs things (loaded from ``config/oncall.yaml``)."""
+
+    __tablename__ = "technicians"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"))
+    language: Mapped[str] = mapped_column(String(8), default="zh")
+    email: Mapped[str | None] = mapped_column(String(320))
+
+
+class Contractor(Base):
+    """An outside firm that takes repairs (loaded from ``config/oncall.yaml``)."""
+
+    __tablename__ = "contractors"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    trades: Mapped[str] = mapped_column(String(200), default="")  # comma-separated
+    email: Mapped[str | None] = mapped_column(String(320))
+
+
+class Ticket(Base):
+    """One repair job, from the alert (or report) that raised it to its closing."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        # one ticket that is not closed per dedup key, enforced by the database
+        Index(
+            "uq_tickets_open_dedup_key",
+            "dedup_key",
+            unique=True,
+            sqlite_where=text("state <> 'closed'"),
+            postgresql_where=text("state <> 'closed'"),
+        ),
+        Index("ix_tickets_state", "state"),
+        Index("ix_tickets_building", "building"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=State.open.value)
+    severity: Mapped[str] = mapped_column(String(2))
+    building: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str | None] = mapped_column(String(64))
+    trade: Mapped[str] = mapped_column(String(32))
+    rule: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    assigned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    technician_id: Mapped[str | None] = mapped_column(ForeignKey("technicians.id"))
+    contractor_id: Mapped[str | None] = mapped_column(ForeignKey("contractors.id"))
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    # telemetry verification: whether the raising alert still fires, and since
+    # when it has been clear (a rule ticket closes itself only after it stayed clear)
+    alert_firing: Mapped[bool] = mapped_column(default=True)
+    clear_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    events: Mapped[list[Event]] = relationship(
+        back_populates="ticket", order_by="Event.id", lazy="selectin"
+    )
+    comments: Mapped[list[Comment]] = relationship(
+        back_populates="ticket", order_by="Comment.id", lazy="selectin"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+    def as_json(self) -> dict[str, Any]:
+        """The ticket as plain JSON (CLI ``--json``, the API, notifications)."""
+        out: dict[str, Any] = {}
+        for col in self.__table__.columns:
+            value = getattr(self, col.key)
+            out[col.key] = value.isoformat() if isinstance(value, datetime) else value
+        out["assignee"] = self.technician_id or self.contractor_id
+        return out
+
+
+class Event(Base):
+    """One entry of a ticket's append-only history: who did what, when, and
+    from which state to which."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+    def as_json(self) -> dict[str, Any]:
+        """The event as plain JSON."""
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "from": self.from_state,
+            "to": self.to_state,
+            "detail": self.detail,
+        }
+
+
+class Comment(Base):
+    """A note on a ticket by a person."""
+
+    __tablename__ = "ticket_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    author: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="comments")

@@ -1,0 +1,499 @@
+"""The ticket lifecycle: raising (with dedup), the transitions people make, and
+closing by telemetry.
+
+::
+
+    open -> acknowledged -> assigned -> in_progress -> resolved -> closed
+                                  ^ (reassign)          |  ^         |
+                                                         +--+-reopen-+
+
+Every change appends an event (who, what, when, from which state to which) in
+the same transaction as the change. A transition the lifecycle does not allow
+is refused with :class:`InvalidTransition`, which says what the ticket's state
+is and what to do first; nothing is written then.
+
+**Dedup.** An alert names a dedup key (the rules engine's ``rule:device``).
+While a ticket with that key is not closed, a new alert updates it (count,
+last seen, severity raised when more urgent, and a resolved ticket reopened)
+instead of opening another. The database holds at most one such ticket per
+key (a partial unique index), so two services raising the same alert at the
+same instant cannot both insert: the loser's insert fails, and it updates the
+winner's ticket instead.
+
+**Verified by telemetry.** A ticket raised by a rule is closed only once its
+rule has stayed clear for ``verify_clear`` after the technician resolved it
+(:meth:`Tickets.verify`, called by the ticket service's clock). A person may
+not close it earlier without ``force``; a new firing reopens it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from campus.errors import CampusError
+from tickets.db import Store
+from tickets.models import Comment, Contractor, Event, Source, State, Team, Technician, Ticket
+
+SEVERITIES = ("P1", "P2", "P3", "P4")  # P1 most urgent
+TRADES = ("plumbing", "electrical", "hvac", "general")
+RAISE_ATTEMPTS = 8  # a raise that loses a race retries as an update
+
+
+class TicketError(CampusError):
+    """A ticket operation that cannot be done, with the reason."""
+
+
+class TicketNotFound(TicketError):
+    """No ticket has that id."""
+
+
+class InvalidTransition(TicketError):
+    """The lifecycle does not allow this action from the ticket's state."""
+
+
+class UnknownPerson(TicketError):
+    """A technician, contractor or team id that the store does not know."""
+
+
+# action -> (states it may start from, state it leads to)
+TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
+    "acknowledge": (frozenset({State.open}), State.acknowledged),
+    "assign": (
+        frozenset({State.acknowledged, State.assigned, State.in_progress}),
+        State.assigned,
+    ),
+    "start": (frozenset({State.assigned}), State.in_progress),
+    "resolve": (
+        frozenset({State.acknowledged, State.assigned, State.in_progress}),
+        State.resolved,
+    ),
+    "close": (frozenset({State.resolved}), State.closed),
+    "reopen": (frozenset({State.resolved, State.closed}), State.open),
+}
+
+# what to do first, when an action is refused from a state
+_HINTS = {
+    (State.open, "assign"): "acknowledge it first",
+    (State.open, "start"): "acknowledge and assign it first",
+    (State.open, "resolve"): "acknowledge it first",
+    (State.acknowledged, "start"): "assign it first",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, UTC-aware."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What asks for a ticket: a rule's firing, an anomaly, triaged feedback or a person."""
+
+    dedup_key: str
+    source: Source
+    severity: str
+    building: str
+    trade: str
+    title: str
+    at: datetime
+    description: str = ""
+    device: str | None = None
+    rule: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.dedup_key or len(self.dedup_key) > 300:
+            problems.append("dedup_key must be 1-300 characters")
+        if self.severity not in SEVERITIES:
+            problems.append(f"severity {self.severity!r} is not one of {', '.join(SEVERITIES)}")
+        if self.trade not in TRADES:
+            problems.append(f"trade {self.trade!r} is not one of {', '.join(TRADES)}")
+        if not self.building:
+            problems.append("building is empty")
+        if not self.title.strip():
+            problems.append("title is empty")
+        if self.at.tzinfo is None:
+            problems.append("at must be a UTC-aware time")
+        if problems:
+            raise TicketError("alert refused: " + "; ".join(problems))
+
+    @classmethod
+    def from_rule_event(cls, doc: Mapping[str, Any]) -> Alert:
+        """An alert from a ``firing`` document of ``ops/alerts/#`` (rules engine)."""
+        try:
+            return cls(
+                dedup_key=str(doc["dedup_key"]),
+                source=Source.rule,
+                severity=str(doc["severity"]),
+                building=str(doc["building"]),
+                trade=str(doc["trade"]),
+                title=str(doc["title"]),
+                description=str(doc.get("text") or ""),
+                device=doc.get("device"),
+                rule=doc.get("rule"),
+                at=datetime.fromtimestamp(int(doc["ts_ms"]) / 1000, UTC),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TicketError(f"alert document refused: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class Raised:
+    """What :meth:`Tickets.raise_alert` did."""
+
+    ticket_id: int
+    created: bool
+    reopened: bool = False
+    severity_raised: bool = False
+
+
+@dataclass
+class Tickets:
+    """Ticket operations on a :class:`~tickets.db.Store`; each is one transaction."""
+
+    store: Store
+    verify_clear: timedelta = timedelta(minutes=15)
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    # ------------------------------------------------------------------ people
+
+    def upsert_people(
+        self,
+        teams: Iterable[Mapping[str, Any]] = (),
+        technicians: Iterable[Mapping[str, Any]] = (),
+        contractors: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
+        """Create or update teams, technicians and contractors (from on-call config)."""
+        with self.store.session() as s:
+            for t in teams:
+                s.merge(Team(id=t["id"], name=t["name"], trade=t["trade"]))
+            s.flush()
+            for p in technicians:
+                s.merge(
+                    Technician(
+                        id=p["id"],
+                        name=p["name"],
+                        team_id=p.get("team"),
+                        language=p.get("language", "zh"),
+                        email=p.get("email"),
+                    )
+                )
+            for c in contractors:
+                s.merge(
+                    Contractor(
+                        id=c["id"],
+                        name=c["name"],
+                        trades=",".join(c.get("trades", ())),
+                        email=c.get("email"),
+                    )
+                )
+
+    # ----------------------------------------------------------------- raising
+
+    def raise_alert(self, alert: Alert, actor: str = "rules") -> Raised:
+        """Open a ticket for ``alert``, or update the one not closed with its key."""
+        for _ in range(RAISE_ATTEMPTS):
+            try:
+                with self.store.session() as s:
+                    return self._raise(s, alert, actor)
+            except (IntegrityError, StaleDataError):
+                continue  # another writer got there first: update its ticket instead
+        raise TicketError(f"could not raise {alert.dedup_key!r}: the store stayed busy")
+
+    def _raise(self, s: Session, alert: Alert, actor: str) -> Raised:
+        ticket = self._open_by_key(s, alert.dedup_key)
+        if ticket is None:
+            ticket = Ticket(
+                dedup_key=alert.dedup_key,
+                source=alert.source.value,
+                state=State.open.value,
+                severity=alert.severity,
+                building=alert.building,
+                device=alert.device,
+                trade=alert.trade,
+                rule=alert.rule,
+                title=alert.title[:300],
+                description=alert.description,
+                count=1,
+                first_seen=alert.at,
+                last_seen=alert.at,
+                opened_at=self.clock(),
+                alert_firing=alert.source is Source.rule,
+            )
+            s.add(ticket)
+            s.flush()  # the partial unique index decides here
+            self._event(s, ticket, actor, "open", None, State.open, {"severity": alert.severity})
+            return Raised(ticket.id, created=True)
+        ticket.count += 1
+        ticket.last_seen = max(ticket.last_seen, alert.at)
+        if alert.source is Source.rule:
+            ticket.alert_firing = True
+            ticket.clear_since = None
+        raised = SEVERITIES.index(alert.severity) < SEVERITIES.index(ticket.severity)
+        if raised:
+            self._event(
+                s,
+                ticket,
+                actor,
+                "severity",
+                ticket.state,
+                ticket.state,
+                {"from": ticket.severity, "to": alert.severity},
+            )
+            ticket.severity = alert.severity
+        reopened = ticket.state == State.resolved
+        if reopened:
+            self._move(s, ticket, "reopen", actor, {"reason": "the alert fired again"})
+        return Raised(ticket.id, created=False, reopened=reopened, severity_raised=raised)
+
+    def alert_cleared(self, dedup_key: str, at: datetime) -> int | None:
+        """The rule behind ``dedup_key`` stopped firing at ``at``; returns the ticket id."""
+        with self.store.session() as s:
+            ticket = self._open_by_key(s, dedup_key)
+            if ticket is None:
+                return None
+            ticket.alert_firing = False
+            ticket.clear_since = at
+            return ticket.id
+
+    # ------------------------------------------------------------- transitions
+
+    def acknowledge(self, ticket_id: int, actor: str) -> Ticket:
+        """Someone has seen the ticket and takes charge of it."""
+        return self._transition(ticket_id, "acknowledge", actor)
+
+    def assign(
+        self,
+        ticket_id: int,
+        actor: str,
+        *,
+        technician: str | None = None,
+        contractor: str | None = None,
+    ) -> Ticket:
+        """Give the ticket to one technician or one contractor."""
+        if (technician is None) == (contractor is None):
+            raise TicketError("assign to exactly one technician or one contractor")
+        return self._transition(
+            ticket_id, "assign", actor, technician=technician, contractor=contractor
+        )
+
+    def start(self, ticket_id: int, actor: str) -> Ticket:
+        """Work on site has begun."""
+        return self._transition(ticket_id, "start", actor)
+
+    def resolve(self, ticket_id: int, actor: str, note: str = "") -> Ticket:
+        """The repair is done (a rule ticket then waits for its readings to stay normal)."""
+        return self._transition(ticket_id, "resolve", actor, note=note)
+
+    def close(self, ticket_id: int, actor: str, *, force: bool = False) -> Ticket:
+        """Close a resolved ticket; a rule's ticket only once telemetry verified it,
+        unless ``force`` (recorded in its history)."""
+        return self._transition(ticket_id, "close", actor, force=force)
+
+    def reopen(self, ticket_id: int, actor: str, reason: str) -> Ticket:
+        """The fault is back or the repair was not done."""
+        if not reason.strip():
+            raise TicketError("say why the ticket is reopened")
+        return self._transition(ticket_id, "reopen", actor, note=reason)
+
+    def comment(self, ticket_id: int, author: str, text: str) -> Comment:
+        """Add a note to a ticket, whatever its state."""
+        if not text.strip():
+            raise TicketError("a comment needs text")
+        with self.store.session() as s:
+            ticket = self._get(s, ticket_id)
+            c = Comment(ticket_id=ticket.id, at=self.clock(), author=author, text=text)
+            s.add(c)
+            return c
+
+    def verify(self) -> list[int]:
+        """Close every resolved rule ticket whose rule has stayed clear for
+        ``verify_clear`` since the later of its clearing and its resolution."""
+        now = self.clock()
+        closed = []
+        with self.store.session() as s:
+            waiting = s.scalars(
+                select(Ticket).where(
+                    Ticket.state == State.resolved.value,
+                    Ticket.source == Source.rule.value,
+                    Ticket.alert_firing.is_(False),
+                )
+            ).all()
+            for ticket in waiting:
+                if ticket.clear_since is not None and self._verified_at(ticket) <= now:
+                    detail = {"clear_since": ticket.clear_since.isoformat()}
+                    self._move(s, ticket, "close", "telemetry", detail)
+                    closed.append(ticket.id)
+        return closed
+
+    def _verified_at(self, ticket: Ticket) -> datetime:
+        """When a resolved rule ticket counts as verified (far future while firing)."""
+        if ticket.alert_firing or ticket.clear_since is None or ticket.resolved_at is None:
+            return datetime.max.replace(tzinfo=UTC)
+        return max(ticket.clear_since, ticket.resolved_at) + self.verify_clear
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, ticket_id: int) -> Ticket:
+        """One ticket with its events and comments."""
+        with self.store.session() as s:
+            return self._get(s, ticket_id)
+
+    def list(
+        self,
+        *,
+        states: Sequence[str] = (),
+        building: str | None = None,
+        severity: str | None = None,
+        limit: int = 200,
+    ) -> list[Ticket]:
+        """Tickets, newest first, filtered by state, building and severity."""
+        q = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+        if states:
+            q = q.where(Ticket.state.in_(list(states)))
+        if building:
+            q = q.where(Ticket.building == building)
+        if severity:
+            q = q.where(Ticket.severity == severity)
+        with self.store.session() as s:
+            return list(s.scalars(q).all())
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _transition(
+        self,
+        ticket_id: int,
+        action: str,
+        actor: str,
+        *,
+        technician: str | None = None,
+        contractor: str | None = None,
+        note: str = "",
+        force: bool = False,
+    ) -> Ticket:
+        if not actor.strip():
+            raise TicketError("say who does it (--by)")
+        try:
+            with self.store.session() as s:
+                ticket = self._get(s, ticket_id)
+                detail: dict[str, Any] = {"note": note} if note else {}
+                if action == "assign":
+                    detail.update(self._assignee(s, ticket, technician, contractor))
+                closable = State(ticket.state) in TRANSITIONS["close"][0]
+                if action == "close" and closable and ticket.source == Source.rule.value:
+                    verified = self._verified_at(ticket)
+                    if verified > self.clock() and not force:
+                        raise InvalidTransition(
+                            f"ticket {ticket.id} was raised by rule {ticket.rule!r}: it closes "
+                            "itself once the readings have stayed normal for "
+                            f"{_minutes(self.verify_clear)} after it was resolved"
+                            + (
+                                " (the alert still fires)"
+                                if ticket.alert_firing
+                                else f" (at {verified.isoformat(timespec='minutes')})"
+                            )
+                            + "; use --force to close it anyway"
+                        )
+                    if force and verified > self.clock():
+                        detail["forced"] = True
+                self._move(s, ticket, action, actor, detail)
+                return ticket
+        except IntegrityError:
+            raise InvalidTransition(
+                f"ticket {ticket_id} cannot {action}: another ticket for the same alert "
+                "is open; work on that one"
+            ) from None
+
+    def _assignee(
+        self, s: Session, ticket: Ticket, technician: str | None, contractor: str | None
+    ) -> dict[str, Any]:
+        if technician is not None:
+            if s.get(Technician, technician) is None:
+                known = ", ".join(s.scalars(select(Technician.id).order_by(Technician.id)))
+                raise UnknownPerson(f"unknown technician {technician!r} (known: {known or 'none'})")
+            ticket.technician_id, ticket.contractor_id = technician, None
+            return {"technician": technician}
+        if s.get(Contractor, contractor) is None:
+            known = ", ".join(s.scalars(select(Contractor.id).order_by(Contractor.id)))
+            raise UnknownPerson(f"unknown contractor {contractor!r} (known: {known or 'none'})")
+        ticket.technician_id, ticket.contractor_id = None, contractor
+        return {"contractor": contractor}
+
+    def _move(
+        self, s: Session, ticket: Ticket, action: str, actor: str, detail: dict[str, Any]
+    ) -> None:
+        """Apply ``action`` to ``ticket`` (or refuse it) and log the event."""
+        allowed, target = TRANSITIONS[action]
+        current = State(ticket.state)
+        if current not in allowed:
+            hint = _HINTS.get((current, action))
+            raise InvalidTransition(
+                f"ticket {ticket.id} cannot {action}: it is {current.value}"
+                + (f" ({hint})" if hint else "")
+                + f"; {action} is allowed from {', '.join(sorted(a.value for a in allowed))}"
+            )
+        now = self.clock()
+        stamp = {
+            State.acknowledged: "acknowledged_at",
+            State.assigned: "assigned_at",
+            State.in_progress: "started_at",
+            State.resolved: "resolved_at",
+            State.closed: "closed_at",
+        }.get(target)
+        if stamp is not None and (getattr(ticket, stamp) is None or target != State.assigned):
+            setattr(ticket, stamp, now)
+        if target == State.open:  # reopened: the work starts over
+            ticket.reopen_count += 1
+            ticket.resolved_at = ticket.closed_at = None
+        ticket.state = target.value
+        s.flush()
+        self._event(s, ticket, actor, action, current, target, detail)
+
+    def _event(
+        self,
+        s: Session,
+        ticket: Ticket,
+        actor: str,
+        action: str,
+        from_state: State | str | None,
+        to_state: State | str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        s.add(
+            Event(
+                ticket_id=ticket.id,
+                at=self.clock(),
+                actor=actor[:100],
+                action=action,
+                from_state=None if from_state is None else str(State(from_state).value),
+                to_state=None if to_state is None else str(State(to_state).value),
+                detail=detail,
+            )
+        )
+
+    @staticmethod
+    def _open_by_key(s: Session, key: str) -> Ticket | None:
+        q = select(Ticket).where(Ticket.dedup_key == key, Ticket.state != State.closed.value)
+        if s.get_bind().dialect.name == "postgresql":
+            q = q.with_for_update()
+        return s.scalars(q).first()
+
+    @staticmethod
+    def _get(s: Session, ticket_id: int) -> Ticket:
+        ticket = s.get(Ticket, ticket_id)
+        if ticket is None:
+            raise TicketNotFound(f"no ticket {ticket_id}")
+        return ticket
+
+
+def _minutes(d: timedelta) -> str:
+    m = int(d.total_seconds() // 60)
+    return f"{m} min" if m < 120 else f"{m / 60:g} h"
