@@ -579,9 +579,10 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
             svc.start()
             started.append(svc)
         exe = [sys.executable, "-m", "campus.cli"]
-        names = ["ingest", "rules"]
+        names = ["ingest", "rules", "tickets"]
         children.append(subprocess.Popen([*exe, "ingest"]))
         children.append(subprocess.Popen([*exe, "rules", "run"]))
+        children.append(subprocess.Popen([*exe, "tickets", "serve"]))
         if with_sim:
             # Paced so that a broker with Debian's default queue limit (1000
             # messages per subscriber) is not overrun while the backfill plays.
@@ -596,6 +597,7 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
             f"  InfluxDB      {s.influx_url}  database '{s.influx_db}'\n"
             f"  dead letters  {s.dead_letter_file}\n"
             f"  alerts        ops/alerts/<severity>/<building> and {s.alerts_log}\n"
+            f"  tickets       campus tickets list  (store {s.db_url})\n"
             f"  try           curl -G {s.influx_url}/query --data-urlencode db={s.influx_db} "
             '--data-urlencode "q=SELECT count(power_kw) FROM power WHERE time > now() - 5m"\n'
             "Ctrl-C stops everything campus started.\n"

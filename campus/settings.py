@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     influx_token: str | None = None
     influx_user: str | None = None
     influx_password: str | None = None
-    db_url: str = "sqlite:///var/campus.db"
+    db_url: str = ""  # empty: sqlite:///{var_dir}/campus.db
     config_dir: Path = Path("config")
     api_port: int = Field(8000, ge=1, le=65535)
     var_dir: Path = Path("var")
@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     rules_client_id: str = "campus-rules"
     rules_group: str = Field("rules", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
     rules_state_interval_s: float = Field(5.0, gt=0)  # how often alert state is saved
+
+    # tickets
+    tickets_client_id: str = "campus-tickets"
+
+    @model_validator(mode="after")
+    def _default_db(self) -> Settings:
+        # the ticket store lives with the rest of the local data unless told otherwise
+        if not self.db_url:
+            self.db_url = f"sqlite:///{self.var_dir / 'campus.db'}"
+        return self
 
     @field_validator("mqtt_url")
     @classmethod

@@ -176,3 +176,28 @@ def comment(ticket_id: int, text: str, actor: str) -> None:
     """Add a note to a ticket."""
     _tickets().comment(ticket_id, actor, text)
     click.echo(f"noted on #{ticket_id}")
+
+
+@tickets.command("serve")
+@click.option(
+    "--verify-clear",
+    default="15m",
+    show_default=True,
+    help="How long a rule must stay clear after a repair before its ticket closes itself.",
+)
+def serve(verify_clear: str) -> None:
+    """Turn the alerts on ops/alerts/# into tickets (runs until stopped)."""
+    from campus.cli import _on_signals
+    from campus.settings import Settings
+    from rules.model import duration
+    from tickets.db import open_store
+    from tickets.serve import TicketService
+
+    try:
+        window = duration(verify_clear)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--verify-clear") from None
+    settings = Settings()
+    service = TicketService(settings, Tickets(open_store(settings.db_url), verify_clear=window))
+    with _on_signals(service.stop):
+        service.run()

@@ -60,7 +60,8 @@ def test_lifecycle_and_partial_index_on_postgresql(pg_url: str) -> None:
         with store.engine.connect() as c:
             assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
             indexdef = c.execute(
-                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_tickets_open_dedup_key'")
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                {"n": "uq_tickets_open_dedup_key"},
             ).scalar()
         assert "UNIQUE" in indexdef and "closed" in indexdef
         t = Tickets(store)

@@ -1,7 +1,8 @@
 """`campus up` on a machine where nothing answers: it starts Mosquitto and
-influxd with data under var/, runs ingest, the rules engine and the simulated
-campus, lands readings in InfluxDB, turns an injected fault into an alert on
-ops/alerts, stops everything on Ctrl-C, and finds its data again."""
+influxd with data under var/, runs ingest, the rules engine, the ticket service
+and the simulated campus, lands readings in InfluxDB, turns an injected fault
+into an alert on ops/alerts and a ticket, stops everything on Ctrl-C, and finds
+its data again."""
 
 from __future__ import annotations
 
@@ -58,6 +59,22 @@ def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
         assert burst()[0]["device"] == "wm-teach-1-f2" and burst()[0]["state"] == "firing"
         logged = (tmp_path / "var" / "alerts.jsonl").read_text()
         assert '"rule":"water-burst"' in logged
+        # ... and the alert is a ticket (the store under var/, as campus up's children use)
+        listed = lambda: (
+            subprocess.run(  # noqa: E731
+                [sys.executable, "-m", "campus.cli", "tickets", "list", "--json"],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+        )
+        burst_ticket = lambda: [  # noqa: E731
+            t for t in json.loads(listed() or "[]") if t["dedup_key"] == "water-burst:wm-teach-1-f2"
+        ]
+        assert wait_for(burst_ticket, 30), listed()
+        assert burst_ticket()[0]["state"] == "open" and burst_ticket()[0]["source"] == "rule"
         sub.loop_stop()
         sub.disconnect()
         assert wait_for(lambda: _count(client) > 3000, 90), log1.read_text()

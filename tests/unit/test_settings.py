@@ -49,6 +49,7 @@ def test_defaults_match_design_section_5():
     assert s.influx_user is None
     assert s.influx_password is None
     assert s.db_url == "sqlite:///var/campus.db"
+    assert Settings(var_dir=Path("/srv/campus")).db_url == "sqlite:////srv/campus/campus.db"
     assert s.config_dir == Path("config")
     assert s.api_port == 8000
 

@@ -264,7 +264,7 @@ def test_comments_and_bad_alerts(tickets: Tickets) -> None:
     with pytest.raises(TicketError, match=r"severity 'P9' is not one of P1.*trade 'magic'"):
         alert(severity="P9", trade="magic")
     with pytest.raises(TicketError, match="UTC-aware"):
-        alert(at=datetime(2026, 1, 1))  # noqa: DTZ001 - the naive time is the point
+        alert(at=datetime(2026, 1, 1))  # naive: the point of the test
 
 
 def test_alert_from_a_rules_engine_document() -> None:

@@ -1,0 +1,174 @@
+"""``campus tickets serve``: alerts from ``ops/alerts/#`` become tickets.
+
+A ``firing`` alert raises (or updates) its ticket; a ``resolved`` one records
+that its rule is clear, and a clock closes the resolved tickets whose rule
+stayed clear long enough (:meth:`tickets.service.Tickets.verify`).
+
+Alerts are QoS 1 on a persistent MQTT 5 session, and each is acknowledged
+only after its change is committed: an alert that arrives while the service
+is down, or while it dies mid-change, is delivered again (raising is
+idempotent through dedup, so a redelivery only counts once more). A document
+that cannot be read is logged, kept in ``var/tickets-rejected.jsonl`` and
+acknowledged, so it cannot block the ones behind it; a database that does not
+answer leaves the alert unacknowledged and the service retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy.exc import OperationalError
+
+from campus.settings import Settings
+from tickets.service import Alert, TicketError, Tickets
+
+log = logging.getLogger(__name__)
+
+ALERTS_TOPIC = "ops/alerts/#"
+VERIFY_EVERY_S = 30.0
+RETRY_S = 2.0
+
+
+class TicketService:
+    """Consumes alerts into :class:`Tickets`; :meth:`run` blocks until :meth:`stop`."""
+
+    def __init__(self, settings: Settings, tickets: Tickets, client_id: str = "campus-tickets"):
+        self.settings = settings
+        self.tickets = tickets
+        self.client_id = client_id
+        self.rejected_file = settings.var_dir / "tickets-rejected.jsonl"
+        self.connected = threading.Event()
+        self.handled = 0
+        self.rejected = 0
+        self._stop = threading.Event()
+        # the network thread only queues; one worker thread writes the store in order
+        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=10_000)
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        self.settings.mqtt.secure(client)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._on_connect
+        client.on_message = lambda c, u, msg: self._inbox.put(msg)
+        return client
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("broker refused the connection: %s", rc)
+            return
+        client.subscribe(ALERTS_TOPIC, qos=1)
+        self.connected.set()
+        log.info("ticket service subscribed to %s", ALERTS_TOPIC)
+
+    # --------------------------------------------------------------- handling
+
+    def handle(self, payload: bytes) -> int | None:
+        """Apply one alert document; the ticket id it touched, if any.
+
+        Raises :class:`TicketError` for a document that cannot be used, and the
+        database's own errors when the store does not answer."""
+        try:
+            doc = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise TicketError(f"not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise TicketError("an alert must be a JSON object")
+        state = doc.get("state")
+        if state == "firing":
+            return self.tickets.raise_alert(Alert.from_rule_event(doc)).ticket_id
+        if state == "resolved":
+            try:
+                at = datetime.fromtimestamp(int(doc["ts_ms"]) / 1000, UTC)
+                key = str(doc["dedup_key"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise TicketError(f"resolved alert refused: {exc!r}") from None
+            return self.tickets.alert_cleared(key, at)
+        raise TicketError(f"state must be 'firing' or 'resolved', got {state!r}")
+
+    def _work(self, msg: mqtt.MQTTMessage) -> None:
+        """Handle one message until it is stored or refused, then acknowledge it."""
+        while not self._stop.is_set():
+            try:
+                self.handle(bytes(msg.payload))
+                self.handled += 1
+                break
+            except TicketError as exc:
+                self._reject(msg, str(exc))
+                break
+            except OperationalError as exc:  # the database is away: keep the alert
+                log.warning("ticket store not answering (%s); retrying", exc.orig)
+                self._stop.wait(RETRY_S)
+        else:
+            return  # stopping: left unacknowledged, delivered again next start
+        if msg.qos > 0:
+            self.client.ack(msg.mid, msg.qos)
+
+    def _reject(self, msg: mqtt.MQTTMessage, reason: str) -> None:
+        self.rejected += 1
+        log.warning("alert on %s refused: %s", msg.topic, reason)
+        self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "topic": msg.topic,
+            "payload": bytes(msg.payload)[:1024].decode("utf-8", "replace"),
+            "reason": reason,
+        }
+        with self.rejected_file.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    # -------------------------------------------------------------- lifecycle
+
+    def run(self) -> None:
+        """Connect, handle alerts in order, and verify resolved tickets every 30 s."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 86_400  # alerts wait a day for a stopped service
+        target = self.settings.mqtt
+        self.client.connect_async(
+            target.host, target.port, keepalive=30, clean_start=False, properties=props
+        )
+        self.client.loop_start()
+        next_verify = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() >= next_verify:
+                    self._verify()
+                    next_verify = time.monotonic() + VERIFY_EVERY_S
+                try:
+                    msg = self._inbox.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                self._work(msg)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.tickets.store.close()
+            log.info("ticket service stopped: %d alerts, %d refused", self.handled, self.rejected)
+
+    def _verify(self) -> None:
+        try:
+            for tid in self.tickets.verify():
+                log.info("ticket %d closed: its rule stayed clear after the repair", tid)
+        except OperationalError as exc:
+            log.warning("ticket store not answering (%s); verifying later", exc.orig)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (safe from a signal handler)."""
+        self._stop.set()
