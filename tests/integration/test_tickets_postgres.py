@@ -1,5 +1,5 @@
-"""The ticket store on the real PostgreSQL (127.0.0.1:5432, database ``test``, or
-``CAMPUS_TEST_PG_URL``): migrations, the lifecycle, and dedup under concurrency.
+"""The ticket store on a real PostgreSQL (``pg.py`` says which): migrations,
+the lifecycle, and dedup under concurrency.
 
 Each test works in a schema of its own, dropped afterwards."""
 
@@ -18,22 +18,34 @@ from tickets.db import open_store
 from tickets.models import Source, State
 from tickets.service import Alert, InvalidTransition, Tickets
 
-PG_URL = os.environ.get("CAMPUS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from .pg import DEFAULT, PrivateCluster, answers
+
 T0 = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The PostgreSQL to test against (see ``pg.py``): a URL to its ``test`` database."""
+    url = os.environ.get("CAMPUS_TEST_PG_URL", DEFAULT)
+    if answers(url):
+        yield url
+        return
+    cluster = PrivateCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_url(pg_server: str) -> Iterator[str]:
     """A URL whose connections use a fresh schema."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    try:
-        with admin.begin() as c:
-            c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # the suite needs the server: say so plainly
-        pytest.fail(f"PostgreSQL at {PG_URL} is needed for this test: {exc}")
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    admin = create_engine(pg_server)
+    with admin.begin() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in pg_server else "?"
+    yield f"{pg_server}{sep}options=-csearch_path%3D{schema}"
     with admin.begin() as c:
         c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
