@@ -59,20 +59,17 @@ def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
         assert burst()[0]["device"] == "wm-teach-1-f2" and burst()[0]["state"] == "firing"
         logged = (tmp_path / "var" / "alerts.jsonl").read_text()
         assert '"rule":"water-burst"' in logged
+
         # ... and the alert is a ticket (the store under var/, as campus up's children use)
-        listed = lambda: (
-            subprocess.run(  # noqa: E731
-                [sys.executable, "-m", "campus.cli", "tickets", "list", "--json"],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout
-        )
-        burst_ticket = lambda: [  # noqa: E731
-            t for t in json.loads(listed() or "[]") if t["dedup_key"] == "water-burst:wm-teach-1-f2"
-        ]
+        def listed() -> str:
+            cmd = [sys.executable, "-m", "campus.cli", "tickets", "list", "--json"]
+            done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+            return done.stdout
+
+        def burst_ticket() -> list[dict]:
+            key = "water-burst:wm-teach-1-f2"
+            return [t for t in json.loads(listed() or "[]") if t["dedup_key"] == key]
+
         assert wait_for(burst_ticket, 30), listed()
         assert burst_ticket()[0]["state"] == "open" and burst_ticket()[0]["source"] == "rule"
         sub.loop_stop()
