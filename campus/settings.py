@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         return self.config_dir / "calendar.yaml"
 
     @property
+    def oncall_file(self) -> Path:
+        """Teams, technicians, contractors, rotations and SLAs (tickets)."""
+        return self.config_dir / "oncall.yaml"
+
+    @property
     def rules_file(self) -> Path:
         """The rules the engine runs."""
         return self.config_dir / "rules.yaml"

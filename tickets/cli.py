@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -20,11 +21,51 @@ BY = click.option("--by", "actor", required=True, help="Who does it (a technicia
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
+def open_tickets(settings: Any, verify_clear: timedelta | None = None) -> Tickets:
+    """The store of ``settings`` with the people of ``config/oncall.yaml`` in it
+    (so a ticket can be given to anyone there), closing by telemetry after the
+    file's ``verify_clear`` unless told otherwise."""
+    from campus.registry import load_campus
+    from tickets.db import open_store
+    from tickets.oncall import load_oncall
+
+    tickets = Tickets(open_store(settings.db_url))
+    if settings.oncall_file.exists():
+        buildings = list(load_campus(settings.campus_file).buildings)
+        oncall = load_oncall(settings.oncall_file, buildings)
+        cfg = oncall.config
+        tickets.upsert_people(
+            teams=[{"id": t.id, "name": t.name, "trade": t.trade.value} for t in cfg.teams],
+            technicians=[
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "team": p.team,
+                    "language": p.language.value,
+                    "email": p.email,
+                }
+                for p in cfg.technicians
+            ],
+            contractors=[
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "trades": [t.value for t in c.trades],
+                    "email": c.email,
+                }
+                for c in cfg.contractors
+            ],
+        )
+        tickets.verify_clear = cfg.verify_clear
+    if verify_clear is not None:
+        tickets.verify_clear = verify_clear
+    return tickets
+
+
 def _tickets() -> Tickets:
     from campus.settings import Settings
-    from tickets.db import open_store
 
-    return Tickets(open_store(Settings().db_url))
+    return open_tickets(Settings())
 
 
 def _print(ticket: Ticket, as_json: bool, *, full: bool = False) -> None:
@@ -181,23 +222,26 @@ def comment(ticket_id: int, text: str, actor: str) -> None:
 @tickets.command("serve")
 @click.option(
     "--verify-clear",
-    default="15m",
-    show_default=True,
-    help="How long a rule must stay clear after a repair before its ticket closes itself.",
+    default=None,
+    help="How long a rule must stay clear after a repair before its ticket closes "
+    "itself (default: verify_clear in config/oncall.yaml, else 15m).",
 )
-def serve(verify_clear: str) -> None:
+def serve(verify_clear: str | None) -> None:
     """Turn the alerts on ops/alerts/# into tickets (runs until stopped)."""
     from campus.cli import _on_signals
     from campus.settings import Settings
     from rules.model import duration
-    from tickets.db import open_store
     from tickets.serve import TicketService
 
-    try:
-        window = duration(verify_clear)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--verify-clear") from None
+    window = None
+    if verify_clear is not None:
+        try:
+            window = duration(verify_clear)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--verify-clear") from None
     settings = Settings()
-    service = TicketService(settings, Tickets(open_store(settings.db_url), verify_clear=window))
+    service = TicketService(
+        settings, open_tickets(settings, window), client_id=settings.tickets_client_id
+    )
     with _on_signals(service.stop):
         service.run()

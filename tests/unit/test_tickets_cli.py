@@ -87,3 +87,11 @@ def test_refusals_are_one_clear_line_and_a_failing_exit(db: str) -> None:
     assert code == 0
     code, out = run("close", "1", "--by", "x")
     assert code == 1 and "closes itself once the readings have stayed normal" in out
+
+
+def test_the_people_of_oncall_yaml_can_be_assigned(db: str) -> None:
+    """The shipped config/oncall.yaml is loaded into the store by every command."""
+    run("ack", "2", "--by", "x")
+    code, out = run("assign", "2", "--technician", "tech-wang-jg", "--by", "x", "--json")
+    assert code == 0, out
+    assert json.loads(out)["technician_id"] == "tech-wang-jg"
