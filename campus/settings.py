@@ -187,6 +187,23 @@ class MqttTarget:
         if self.tls:
             client.tls_set()
 
+    def connect_session(
+        self, client: Any, expiry_s: int, receive_maximum: int | None = None
+    ) -> None:
+        """Connect ``client`` (MQTT 5) in the background to a persistent session
+        the broker keeps ``expiry_s`` after a disconnect, and start its loop."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = expiry_s
+        if receive_maximum is not None:
+            props.ReceiveMaximum = receive_maximum
+        client.connect_async(
+            self.host, self.port, keepalive=30, clean_start=False, properties=props
+        )
+        client.loop_start()
+
     @classmethod
     def parse(cls, url: str) -> MqttTarget:
         """Split ``mqtt[s]://[user:pass@]host[:port]``."""

@@ -116,6 +116,21 @@ def publish_head(header: int, head: bytes | bytearray) -> tuple[str, int, int]:
     return head[2:end].decode("utf-8", "replace"), mid, qos
 
 
+def varint(data: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+    """The MQTT variable byte integer at ``pos`` and where it ends, or None when
+    ``data`` ends inside it or it runs past four bytes."""
+    value = shift = 0
+    size = len(data)
+    while pos < size and shift <= 21:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+    return None
+
+
 def split_publish(header: int, packet: bytes | bytearray) -> tuple[str, bytes, int, int]:
     """(topic, payload, mid, qos) of an MQTT 5 PUBLISH; properties skipped.
 
@@ -136,17 +151,10 @@ def split_publish(header: int, packet: bytes | bytearray) -> tuple[str, bytes, i
         mid = (packet[end] << 8) | packet[end + 1]
         end += 2
     # properties: a variable byte integer length, then that many bytes
-    length = 0
-    shift = 0
-    while True:
-        if end >= size or shift > 21:
-            raise ValueError("PUBLISH with a malformed property length")
-        byte = packet[end]
-        end += 1
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
+    read = varint(packet, end)
+    if read is None:
+        raise ValueError("PUBLISH with a malformed property length")
+    length, end = read
     end += length
     if end > size:
         raise ValueError("PUBLISH shorter than its properties")
@@ -241,17 +249,10 @@ class IngestClient(mqtt.Client):
             header = buf[pos]
             if header & 0xF0 != mqtt.PUBLISH or header & 0x06 not in (0x00, 0x02):
                 break
-            i = pos + 1
-            length = shift = 0
-            while i < size and shift <= 21:
-                byte = buf[i]
-                i += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
-            else:
+            read = varint(buf, pos + 1)
+            if read is None:
                 break  # the remaining length is not all here (or is malformed): paho's
+            length, i = read
             if length > self.max_publish_bytes or i + length > size:
                 break
             try:

@@ -27,8 +27,6 @@ from typing import cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from prometheus_client import start_http_server
 
 from campus.influx import InfluxClient
@@ -327,14 +325,11 @@ class Ingester:
                 )
             except OSError as exc:
                 log.warning("no /metrics on port %d: %s", self.settings.ingest_metrics_port, exc)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.ingest_session_expiry_s
-        props.ReceiveMaximum = self.settings.ingest_receive_maximum
-        target = self.settings.mqtt
-        self.client.connect_async(
-            target.host, target.port, keepalive=30, clean_start=False, properties=props
+        self.settings.mqtt.connect_session(
+            self.client,
+            self.settings.ingest_session_expiry_s,
+            receive_maximum=self.settings.ingest_receive_maximum,
         )
-        self.client.loop_start()
 
     def run(self) -> None:
         """Start, then log progress until :meth:`stop` is called."""

@@ -23,8 +23,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from campus.calendar import AcademicCalendar
 from campus.errors import ConfigError
@@ -170,13 +168,7 @@ class RulesService:
 
     def run(self) -> None:
         """Connect, then advance the clock once a second until :meth:`stop`."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        target = self.settings.mqtt
-        self.client.connect_async(
-            target.host, target.port, keepalive=30, clean_start=False, properties=props
-        )
-        self.client.loop_start()
+        self.settings.mqtt.connect_session(self.client, 3600)
         last_save = time.monotonic()
         try:
             while not self._stop.wait(1.0):

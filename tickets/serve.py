@@ -25,8 +25,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from sqlalchemy.exc import OperationalError
 
 from campus.settings import Settings
@@ -138,13 +136,7 @@ class TicketService:
 
     def run(self) -> None:
         """Connect, handle alerts in order, and verify resolved tickets every 30 s."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 86_400  # alerts wait a day for a stopped service
-        target = self.settings.mqtt
-        self.client.connect_async(
-            target.host, target.port, keepalive=30, clean_start=False, properties=props
-        )
-        self.client.loop_start()
+        self.settings.mqtt.connect_session(self.client, 86_400)  # alerts wait a day
         next_verify = time.monotonic()
         try:
             while not self._stop.is_set():
