@@ -23,8 +23,9 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead 
 
 def open_tickets(settings: Any, verify_clear: timedelta | None = None) -> Tickets:
     """The store of ``settings`` with the people of ``config/oncall.yaml`` in it
-    (so a ticket can be given to anyone there), closing by telemetry after the
-    file's ``verify_clear`` unless told otherwise."""
+    (so a ticket can be given to anyone there), its SLA deadlines and escalation
+    chain, and closing by telemetry after the file's ``verify_clear`` unless
+    told otherwise."""
     from campus.registry import load_campus
     from tickets.db import open_store
     from tickets.oncall import load_oncall
@@ -57,6 +58,7 @@ def open_tickets(settings: Any, verify_clear: timedelta | None = None) -> Ticket
             ],
         )
         tickets.verify_clear = cfg.verify_clear
+        tickets.oncall = oncall
     if verify_clear is not None:
         tickets.verify_clear = verify_clear
     return tickets

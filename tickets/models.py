@@ -161,6 +161,11 @@ class Ticket(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # SLA: deadlines from config/oncall.yaml, and when each was missed
+    ack_due: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolve_due: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ack_breached_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolve_breached_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     technician_id: Mapped[str | None] = mapped_column(ForeignKey("technicians.id"))
     contractor_id: Mapped[str | None] = mapped_column(ForeignKey("contractors.id"))
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)

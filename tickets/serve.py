@@ -1,8 +1,10 @@
 """``campus tickets serve``: alerts from ``ops/alerts/#`` become tickets.
 
 A ``firing`` alert raises (or updates) its ticket; a ``resolved`` one records
-that its rule is clear, and a clock closes the resolved tickets whose rule
-stayed clear long enough (:meth:`tickets.service.Tickets.verify`).
+that its rule is clear. A clock closes the resolved tickets whose rule stayed
+clear long enough (:meth:`tickets.service.Tickets.verify`), records missed
+SLA deadlines and moves unacknowledged tickets up their escalation chain
+(:meth:`tickets.service.Tickets.escalate`).
 
 Alerts are QoS 1 on a persistent MQTT 5 session, and each is acknowledged
 only after its change is committed: an alert that arrives while the service
@@ -33,7 +35,7 @@ from tickets.service import Alert, TicketError, Tickets
 log = logging.getLogger(__name__)
 
 ALERTS_TOPIC = "ops/alerts/#"
-VERIFY_EVERY_S = 30.0
+VERIFY_EVERY_S = 10.0  # closing by telemetry, SLA breaches and escalation
 RETRY_S = 2.0
 
 
@@ -135,7 +137,8 @@ class TicketService:
     # -------------------------------------------------------------- lifecycle
 
     def run(self) -> None:
-        """Connect, handle alerts in order, and verify resolved tickets every 30 s."""
+        """Connect, handle alerts in order, and every 10 s close verified tickets,
+        record missed deadlines and climb escalation chains."""
         self.settings.mqtt.connect_session(self.client, 86_400)  # alerts wait a day
         next_verify = time.monotonic()
         try:
@@ -158,8 +161,10 @@ class TicketService:
         try:
             for tid in self.tickets.verify():
                 log.info("ticket %d closed: its rule stayed clear after the repair", tid)
+            for tid, what in self.tickets.escalate():
+                log.warning("ticket %d: %s", tid, what)
         except OperationalError as exc:
-            log.warning("ticket store not answering (%s); verifying later", exc.orig)
+            log.warning("ticket store not answering (%s); checking later", exc.orig)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (safe from a signal handler)."""

@@ -41,6 +41,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from campus.errors import CampusError
 from tickets.db import Store
 from tickets.models import Comment, Contractor, Event, Source, State, Team, Technician, Ticket
+from tickets.oncall import OnCall
 
 SEVERITIES = ("P1", "P2", "P3", "P4")  # P1 most urgent
 TRADES = ("plumbing", "electrical", "hvac", "general")
@@ -162,6 +163,7 @@ class Tickets:
     store: Store
     verify_clear: timedelta = timedelta(minutes=15)
     clock: Callable[[], datetime] = field(default=utcnow)
+    oncall: OnCall | None = None  # SLA deadlines and escalation; none without it
 
     # ------------------------------------------------------------------ people
 
@@ -228,6 +230,7 @@ class Tickets:
                 opened_at=self.clock(),
                 alert_firing=alert.source is Source.rule,
             )
+            self._set_deadlines(ticket, ticket.opened_at)
             s.add(ticket)
             s.flush()  # the partial unique index decides here
             self._event(s, ticket, actor, "open", None, State.open, {"severity": alert.severity})
@@ -249,6 +252,7 @@ class Tickets:
                 {"from": ticket.severity, "to": alert.severity},
             )
             ticket.severity = alert.severity
+            self._set_deadlines(ticket, ticket.opened_at, tighten=True)
         reopened = ticket.state == State.resolved
         if reopened:
             self._move(s, ticket, "reopen", actor, {"reason": "the alert fired again"})
@@ -313,6 +317,72 @@ class Tickets:
             c = Comment(ticket_id=ticket.id, at=self.clock(), author=author, text=text)
             s.add(c)
             return c
+
+    def escalate(self) -> list[tuple[int, str]]:
+        """Record missed deadlines and climb the escalation chain of every
+        unacknowledged ticket whose wait at its level has passed; returns
+        (ticket id, what happened) for each change (the caller pages people)."""
+        if self.oncall is None:
+            return []
+        now = self.clock()
+        done: list[tuple[int, str]] = []
+        with self.store.session() as s:
+            live = s.scalars(
+                select(Ticket).where(
+                    Ticket.state.notin_([State.resolved.value, State.closed.value])
+                )
+            ).all()
+            for t in live:
+                if (
+                    t.state == State.open
+                    and t.ack_due
+                    and t.ack_due <= now
+                    and not t.ack_breached_at
+                ):
+                    t.ack_breached_at = now
+                    detail = {"kind": "acknowledge", "due": t.ack_due.isoformat()}
+                    self._event(s, t, "sla", "breach", t.state, t.state, detail)
+                    done.append((t.id, "acknowledge deadline missed"))
+                if t.resolve_due and t.resolve_due <= now and not t.resolve_breached_at:
+                    t.resolve_breached_at = now
+                    detail = {"kind": "resolve", "due": t.resolve_due.isoformat()}
+                    self._event(s, t, "sla", "breach", t.state, t.state, detail)
+                    done.append((t.id, "resolve deadline missed"))
+                if t.state == State.open:
+                    done += self._climb(s, t, now)
+        return done
+
+    def _climb(self, s: Session, t: Ticket, now: datetime) -> list[tuple[int, str]]:
+        """Move an unacknowledged ticket up the chain as far as its waits allow."""
+        assert self.oncall is not None
+        steps = self.oncall.config.escalation
+        # the chain starts when the acknowledge clock did (opening, or reopening)
+        since = t.opened_at
+        if t.ack_due is not None:
+            since = t.ack_due - self.oncall.sla(t.severity)[0]
+        done: list[tuple[int, str]] = []
+        while True:
+            due = self.oncall.escalation_due(t.severity, since, t.escalation_level)
+            if due is None or due > now:
+                return done
+            t.escalation_level += 1
+            role = steps[t.escalation_level].notify
+            who = self.oncall.roles(t.trade, t.building, now).get(role)
+            detail = {"level": t.escalation_level, "role": role.value}
+            if who is not None:
+                detail["technician"] = who.id
+            self._event(s, t, "sla", "escalate", t.state, t.state, detail)
+            done.append((t.id, f"escalated to {role.value}"))
+
+    def _set_deadlines(self, t: Ticket, start: datetime, *, tighten: bool = False) -> None:
+        """Acknowledge and resolve deadlines of ``t``'s severity from ``start``;
+        ``tighten`` keeps an earlier deadline already set (a severity raised)."""
+        if self.oncall is None:
+            return
+        ack, res = (d.astimezone(UTC) for d in self.oncall.deadlines(t.severity, start))
+        if tighten and t.ack_due is not None and t.resolve_due is not None:
+            ack, res = min(ack, t.ack_due), min(res, t.resolve_due)
+        t.ack_due, t.resolve_due = ack, res
 
     def verify(self) -> list[int]:
         """Close every resolved rule ticket whose rule has stayed clear for
@@ -450,9 +520,12 @@ class Tickets:
         }.get(target)
         if stamp is not None and (getattr(ticket, stamp) is None or target != State.assigned):
             setattr(ticket, stamp, now)
-        if target == State.open:  # reopened: the work starts over
+        if target == State.open:  # reopened: the work starts over, with new deadlines
             ticket.reopen_count += 1
             ticket.resolved_at = ticket.closed_at = None
+            ticket.escalation_level = 0
+            ticket.ack_breached_at = ticket.resolve_breached_at = None
+            self._set_deadlines(ticket, now)
         ticket.state = target.value
         s.flush()
         self._event(s, ticket, actor, action, current, target, detail)

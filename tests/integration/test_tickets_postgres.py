@@ -12,15 +12,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
-from tickets.db import open_store
+from tickets.db import MIGRATIONS, open_store
 from tickets.models import Source, State
 from tickets.service import Alert, InvalidTransition, Tickets
 
 from .pg import DEFAULT, PrivateCluster, answers
 
 T0 = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +72,7 @@ def test_lifecycle_and_partial_index_on_postgresql(pg_url: str) -> None:
     store = open_store(pg_url)
     try:
         with store.engine.connect() as c:
-            assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
             indexdef = c.execute(
                 text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
                 {"n": "uq_tickets_open_dedup_key"},

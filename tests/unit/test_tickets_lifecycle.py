@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from tickets.db import open_store
+from tests.conftest import CONFIG
+from tickets.db import MIGRATIONS, migrate, open_store
 from tickets.models import Source, State
+from tickets.oncall import load_oncall
 from tickets.service import (
     TRANSITIONS,
     Alert,
@@ -22,6 +25,7 @@ from tickets.service import (
 )
 
 T0 = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 class Clock:
@@ -81,8 +85,29 @@ def test_migrations_create_the_schema_with_the_partial_unique_index(tmp_path: Pa
         insp.get_table_names()
     )
     with store.engine.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
     open_store(f"sqlite:///{tmp_path / 'x.db'}")  # a second start migrates nothing, breaks nothing
+
+
+def test_a_store_at_an_older_revision_is_upgraded_with_its_tickets(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = open_store(url, upgrade=False)
+    migrate(store.engine, "0001")
+    with store.engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO tickets (dedup_key, source, state, severity, building, trade, "
+                "title, description, count, first_seen, last_seen, opened_at, reopen_count, "
+                "escalation_level, alert_firing, version) VALUES ('k', 'manual', 'open', "
+                "'P2', 'dorm-1', 'plumbing', 'old', '', 1, :t, :t, :t, 0, 0, 0, 1)"
+            ),
+            {"t": T0.replace(tzinfo=None)},
+        )
+    store.close()
+    t = Tickets(open_store(url))  # upgrades to the newest revision
+    (old,) = t.list()
+    assert (old.title, old.ack_due) == ("old", None)
+    t.acknowledge(old.id, "a")
 
 
 def test_the_whole_lifecycle_is_logged(tickets: Tickets, clock: Clock) -> None:
@@ -288,3 +313,76 @@ def test_alert_from_a_rules_engine_document() -> None:
     )
     with pytest.raises(TicketError, match="alert document refused"):
         Alert.from_rule_event({"rule": "x"})
+
+
+# ----------------------------------------------------------- SLA and escalation
+
+
+@pytest.fixture
+def sla_tickets(tickets: Tickets, campus) -> Tickets:
+    """The store above with the shipped config/oncall.yaml (P1: acknowledge 15m,
+    resolve 4h; chain primary -> secondary -> supervisor, 15m each for P1)."""
+    tickets.oncall = load_oncall(CONFIG / "oncall.yaml", list(campus.buildings))
+    return tickets
+
+
+def test_deadlines_come_from_the_severity(sla_tickets: Tickets, clock: Clock) -> None:
+    tid = sla_tickets.raise_alert(alert(severity="P3")).ticket_id
+    t = sla_tickets.get(tid)
+    assert (t.ack_due, t.resolve_due) == (T0 + timedelta(hours=4), T0 + timedelta(hours=72))
+    clock.advance(minutes=10)
+    sla_tickets.raise_alert(alert(severity="P1", at=clock.now))  # more urgent: tighter
+    t = sla_tickets.get(tid)
+    assert (t.ack_due, t.resolve_due) == (T0 + timedelta(minutes=15), T0 + timedelta(hours=4))
+
+
+def test_an_unacknowledged_ticket_climbs_the_chain_and_breaches_are_recorded(
+    sla_tickets: Tickets, clock: Clock
+) -> None:
+    tid = sla_tickets.raise_alert(alert(severity="P1")).ticket_id
+    clock.advance(minutes=14)
+    assert sla_tickets.escalate() == []
+    clock.advance(minutes=1)  # 15 min: acknowledge deadline, secondary paged
+    assert sla_tickets.escalate() == [
+        (tid, "acknowledge deadline missed"),
+        (tid, "escalated to secondary"),
+    ]
+    assert sla_tickets.escalate() == []  # each recorded once
+    clock.advance(minutes=15)  # 30 min: the supervisor
+    assert sla_tickets.escalate() == [(tid, "escalated to supervisor")]
+    clock.advance(hours=5)
+    assert sla_tickets.escalate() == [(tid, "resolve deadline missed")]  # no level past the last
+    t = sla_tickets.get(tid)
+    assert t.escalation_level == 2
+    assert t.ack_breached_at == T0 + timedelta(minutes=15)
+    escalations = [e.detail for e in t.events if e.action == "escalate"]
+    assert [d["role"] for d in escalations] == ["secondary", "supervisor"]
+    oncall = sla_tickets.oncall
+    assert oncall is not None
+    chain = oncall.chain("plumbing", "dorm-1", T0 + timedelta(minutes=15))
+    assert escalations[0]["technician"] == chain[1].id  # the secondary on call then
+
+
+def test_acknowledging_stops_the_climb(sla_tickets: Tickets, clock: Clock) -> None:
+    tid = sla_tickets.raise_alert(alert(severity="P1")).ticket_id
+    clock.advance(minutes=5)
+    sla_tickets.acknowledge(tid, "tech-wang")
+    clock.advance(minutes=40)
+    assert sla_tickets.escalate() == []
+    t = sla_tickets.get(tid)
+    assert (t.escalation_level, t.ack_breached_at) == (0, None)
+
+
+def test_a_reopened_ticket_gets_new_deadlines(sla_tickets: Tickets, clock: Clock) -> None:
+    tid = sla_tickets.raise_alert(alert(severity="P1", source=Source.manual)).ticket_id
+    sla_tickets.acknowledge(tid, "a")
+    sla_tickets.resolve(tid, "a")
+    clock.advance(hours=6)
+    sla_tickets.reopen(tid, "a", "leaking again")
+    t = sla_tickets.get(tid)
+    assert t.ack_due == clock.now + timedelta(minutes=15)
+    clock.advance(minutes=15)
+    assert sla_tickets.escalate() == [
+        (tid, "acknowledge deadline missed"),
+        (tid, "escalated to secondary"),
+    ]
