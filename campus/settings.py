@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         return self.config_dir / "oncall.yaml"
 
     @property
+    def notify_file(self) -> Path:
+        """Notification channels of tickets."""
+        return self.config_dir / "notify.yaml"
+
+    @property
     def rules_file(self) -> Path:
         """The rules the engine runs."""
         return self.config_dir / "rules.yaml"

@@ -61,6 +61,10 @@ def open_tickets(settings: Any, verify_clear: timedelta | None = None) -> Ticket
         tickets.oncall = oncall
     if verify_clear is not None:
         tickets.verify_clear = verify_clear
+    if settings.notify_file.exists():
+        from tickets.outbox import load_channels
+
+        tickets.channels = load_channels(settings.notify_file, mqtt=settings.mqtt)
     return tickets
 
 

@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.exc import OperationalError
 
 from campus.settings import Settings
+from tickets.outbox import Dispatcher
 from tickets.service import Alert, TicketError, Tickets
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,10 @@ class TicketService:
         # the network thread only queues; one worker thread writes the store in order
         self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=10_000)
         self.client = self._make_client()
+        self.dispatcher: Dispatcher | None = None
+        if tickets.channels is not None:
+            self.dispatcher = Dispatcher(tickets.store, tickets.channels, tickets.clock)
+        self._sender = threading.Thread(target=self._send_loop, name="outbox", daemon=True)
 
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(
@@ -140,6 +145,8 @@ class TicketService:
         """Connect, handle alerts in order, and every 10 s close verified tickets,
         record missed deadlines and climb escalation chains."""
         self.settings.mqtt.connect_session(self.client, 86_400)  # alerts wait a day
+        if self.dispatcher is not None:
+            self._sender.start()
         next_verify = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -152,10 +159,24 @@ class TicketService:
                     continue
                 self._work(msg)
         finally:
+            if self._sender.is_alive():
+                self._sender.join(10)
             self.client.disconnect()
             self.client.loop_stop()
             self.tickets.store.close()
             log.info("ticket service stopped: %d alerts, %d refused", self.handled, self.rejected)
+
+    def _send_loop(self) -> None:
+        """Send the outbox's due notices, about once a second."""
+        assert self.dispatcher is not None
+        while not self._stop.wait(1.0):
+            try:
+                self.dispatcher.dispatch()
+            except OperationalError as exc:
+                log.warning("ticket store not answering (%s); sending later", exc.orig)
+            except Exception:  # a bug must not stop the notices for good
+                log.exception("outbox round failed")
+        self.dispatcher.close()
 
     def _verify(self) -> None:
         try:

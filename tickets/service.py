@@ -41,7 +41,9 @@ from sqlalchemy.orm.exc import StaleDataError
 from campus.errors import CampusError
 from tickets.db import Store
 from tickets.models import Comment, Contractor, Event, Source, State, Team, Technician, Ticket
-from tickets.oncall import OnCall
+from tickets.oncall import OnCall, Role
+from tickets.oncall import Technician as OnCallTechnician
+from tickets.outbox import Channels, enqueue
 
 SEVERITIES = ("P1", "P2", "P3", "P4")  # P1 most urgent
 TRADES = ("plumbing", "electrical", "hvac", "general")
@@ -164,6 +166,7 @@ class Tickets:
     verify_clear: timedelta = timedelta(minutes=15)
     clock: Callable[[], datetime] = field(default=utcnow)
     oncall: OnCall | None = None  # SLA deadlines and escalation; none without it
+    channels: Channels | None = None  # notices into the outbox; none without it
 
     # ------------------------------------------------------------------ people
 
@@ -540,17 +543,43 @@ class Tickets:
         to_state: State | str | None,
         detail: dict[str, Any],
     ) -> None:
-        s.add(
-            Event(
-                ticket_id=ticket.id,
-                at=self.clock(),
-                actor=actor[:100],
-                action=action,
-                from_state=None if from_state is None else str(State(from_state).value),
-                to_state=None if to_state is None else str(State(to_state).value),
-                detail=detail,
-            )
+        event = Event(
+            ticket_id=ticket.id,
+            at=self.clock(),
+            actor=actor[:100],
+            action=action,
+            from_state=None if from_state is None else str(State(from_state).value),
+            to_state=None if to_state is None else str(State(to_state).value),
+            detail=detail,
         )
+        s.add(event)
+        if self.channels is None:
+            return
+        s.flush()  # the event's id names its notices
+        enqueue(
+            s,
+            self.channels,
+            ticket,
+            event.id,
+            action,
+            self._reach(ticket, action, detail, event.at),
+            event.at,
+            self.oncall.config.default_language.value if self.oncall else "zh",
+        )
+
+    def _reach(
+        self, ticket: Ticket, action: str, detail: dict[str, Any], at: datetime
+    ) -> Sequence[OnCallTechnician]:
+        """Who hears of an event on their own channels: the primary on call of a
+        new ticket, the person an escalation names."""
+        if self.oncall is None:
+            return []
+        if action == "open":
+            primary = self.oncall.roles(ticket.trade, ticket.building, at).get(Role.primary)
+            return [primary] if primary is not None else []
+        if action == "escalate" and "technician" in detail:
+            return [self.oncall.technician(detail["technician"])]
+        return []
 
     @staticmethod
     def _open_by_key(s: Session, key: str) -> Ticket | None:

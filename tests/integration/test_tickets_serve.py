@@ -1,6 +1,7 @@
 """`campus tickets serve` on the real broker and a real SQLite store: alerts
-become one ticket per fault, clearing is recorded, bad documents are set aside,
-and alerts published while the service is down are not lost."""
+become one ticket per fault, announced on ops/tickets, clearing is recorded,
+bad documents are set aside, and alerts published while the service is down
+are not lost."""
 
 from __future__ import annotations
 
@@ -64,6 +65,12 @@ def test_alerts_become_tickets_and_wait_while_the_service_is_down(
     cfg = settings.model_copy(
         update={"db_url": url, "tickets_client_id": f"tickets-{uuid.uuid4().hex[:8]}"}
     )
+    notices: list[dict] = []
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:8]}")
+    sub.on_message = lambda c, u, m: notices.append({"topic": m.topic, **json.loads(m.payload)})
+    sub.connect(broker.host, broker.port)
+    sub.subscribe("ops/tickets/#", qos=1)
+    sub.loop_start()
     log = tmp_path / "serve.log"
     proc = start_campus(cfg, "tickets", "serve", log=log)
     try:
@@ -82,6 +89,11 @@ def test_alerts_become_tickets_and_wait_while_the_service_is_down(
         (t,) = tickets.list()
         assert (t.count, t.severity, t.dedup_key) == (2, "P1", "leak:wm-1")
         assert t.clear_since is not None and t.clear_since.timestamp() * 1000 == T_MS + 120_000
+        # the outbox announced it on the broadcast channel of config/notify.yaml
+        assert wait_for(lambda: any(n["event"] == "opened" for n in notices), 30), notices
+        opened = next(n for n in notices if n["event"] == "opened")
+        # a notice tells of the ticket as it is when sent: P1 by then
+        assert (opened["topic"], opened["ticket_id"]) == ("ops/tickets/P1/dorm-1", t.id)
         rejected = [json.loads(x) for x in (cfg.var_dir / "tickets-rejected.jsonl").open()]
         assert [r["reason"].split(":")[0] for r in rejected] == ["not JSON"]
 
@@ -95,3 +107,5 @@ def test_alerts_become_tickets_and_wait_while_the_service_is_down(
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
+        sub.loop_stop()
+        sub.disconnect()
