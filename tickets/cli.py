@@ -64,7 +64,7 @@ def open_tickets(settings: Any, verify_clear: timedelta | None = None) -> Ticket
     if settings.notify_file.exists():
         from tickets.outbox import load_channels
 
-        tickets.channels = load_channels(settings.notify_file, mqtt=settings.mqtt)
+        tickets.channels = load_channels(settings.notify_file, settings=settings)
     return tickets
 
 

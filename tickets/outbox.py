@@ -81,11 +81,14 @@ class Channels:
         return str(self.configs[name]["type"])
 
 
-def load_channels(path: Path, env: Mapping[str, str] | None = None, mqtt: Any = None) -> Channels:
+def load_channels(
+    path: Path, env: Mapping[str, str] | None = None, settings: Any = None
+) -> Channels:
     """Read ``config/notify.yaml``; every channel is built once to check it.
 
-    ``mqtt`` (a :class:`campus.settings.MqttTarget`) gives an ``mqtt`` channel
-    its broker when the file names none."""
+    ``settings`` (:class:`campus.settings.Settings`) gives an ``mqtt`` channel
+    its broker and an ``influx`` channel its server and database when the file
+    names none."""
     env = os.environ if env is None else env
     located = load_located(path)
     spec = validate(NotifyFile, located)
@@ -105,10 +108,20 @@ def load_channels(path: Path, env: Mapping[str, str] | None = None, mqtt: Any = 
         if missing:
             log.warning("channel %s left out: %s not set", name, ", ".join(missing))
             continue
-        if config.get("type") == "mqtt" and mqtt is not None:
-            config.setdefault("host", mqtt.host)
-            config.setdefault("port", mqtt.port)
+        if config.get("type") == "mqtt" and settings is not None:
+            config.setdefault("host", settings.mqtt.host)
+            config.setdefault("port", settings.mqtt.port)
             config.setdefault("client_id", f"campus-tickets-notify-{os.getpid()}")
+        if config.get("type") == "influx" and settings is not None:
+            config.setdefault("url", settings.influx_url)
+            config.setdefault("database", settings.influx_db)
+            for key, value in (
+                ("username", settings.influx_user),
+                ("password", settings.influx_password),
+                ("token", settings.influx_token),
+            ):
+                if value:
+                    config.setdefault(key, value)
         try:
             probe = dict(config)
             if probe.get("type") == "email":
@@ -216,6 +229,7 @@ class Dispatcher:
             )
             return 0
         data = ticket.as_json()
+        data["event_at"] = item.created_at.isoformat()  # when the change happened
         title, body = render(item.event, data, item.language)
         notice = Notice(
             key=item.key,

@@ -1,5 +1,6 @@
 """`campus tickets serve` on the real broker and a real SQLite store: alerts
-become one ticket per fault, announced on ops/tickets, clearing is recorded,
+become one ticket per fault, announced on ops/tickets and in InfluxDB's
+tickets measurement, clearing is recorded,
 bad documents are set aside, and alerts published while the service is down
 are not lost."""
 
@@ -14,6 +15,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from campus.errors import SinkError
+from campus.influx import InfluxClient
 from campus.settings import Settings
 from campus.stack import Mosquitto
 from tickets.db import open_store
@@ -59,7 +62,7 @@ def publish(broker: Mosquitto, messages: list[tuple[str, bytes]]) -> None:
 
 @pytest.mark.integration
 def test_alerts_become_tickets_and_wait_while_the_service_is_down(
-    settings: Settings, broker: Mosquitto, tmp_path: Path
+    settings: Settings, broker: Mosquitto, influx: InfluxClient, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'tickets.db'}"
     cfg = settings.model_copy(
@@ -94,6 +97,20 @@ def test_alerts_become_tickets_and_wait_while_the_service_is_down(
         opened = next(n for n in notices if n["event"] == "opened")
         # a notice tells of the ticket as it is when sent: P1 by then
         assert (opened["topic"], opened["ticket_id"]) == ("ops/tickets/P1/dorm-1", t.id)
+
+        # ... and wrote it to InfluxDB's tickets measurement, for dashboard annotations
+        def points() -> list[dict]:
+            try:
+                series = influx.query('SELECT * FROM "tickets"')
+            except SinkError:  # no database until the first point
+                return []
+            return [
+                dict(zip(x["columns"], row, strict=True)) for x in series for row in x["values"]
+            ]
+
+        assert wait_for(lambda: any(p["event"] == "opened" for p in points()), 30), points()
+        first = next(p for p in points() if p["event"] == "opened")
+        assert (first["ticket"], first["building"], first["state"]) == (str(t.id), "dorm-1", "open")
         rejected = [json.loads(x) for x in (cfg.var_dir / "tickets-rejected.jsonl").open()]
         assert [r["reason"].split(":")[0] for r in rejected] == ["not JSON"]
 

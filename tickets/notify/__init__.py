@@ -4,8 +4,10 @@
 ``{"type": "dingtalk", "url": ..., "secret": ...}``,
 ``{"type": "email", "host": ..., "port": 587, "sender": ..., "recipients": [...],
 "starttls": True}`` or ``{"type": "mqtt", "host": ..., "port": 1883,
-"client_id": ...}``. Webhook types are ``webhook`` (generic signed JSON),
-``wecom``, ``dingtalk``, ``feishu`` and ``slack``.
+"client_id": ...}`` or ``{"type": "influx", "url": ..., "database": ...}``
+(ticket events as points of the ``tickets`` measurement). Webhook types are
+``webhook`` (generic signed JSON), ``wecom``, ``dingtalk``, ``feishu`` and
+``slack``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ _WEBHOOK_TYPES = {
     "feishu": "feishu",
     "slack": "slack",
 }
-CHANNEL_TYPES = (*_WEBHOOK_TYPES, "email", "mqtt")
+CHANNEL_TYPES = (*_WEBHOOK_TYPES, "email", "mqtt", "influx")
 
 
 def _options(
@@ -80,4 +82,11 @@ def make_notifier(channel_config: Mapping[str, Any]) -> Notifier:
         )
         opts.setdefault("port", 1883)
         return MqttNotifier(**opts)
+    if kind == "influx":
+        from tickets.notify.influx import InfluxNotifier
+
+        opts = _options(
+            channel_config, ("url", "database"), ("username", "password", "token", "timeout")
+        )
+        return InfluxNotifier(**opts)
     raise ValueError(f"unknown channel type {kind!r}; known: {', '.join(CHANNEL_TYPES)}")
