@@ -626,10 +626,11 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
 
 def _register_subcommands() -> None:
     from rules.cli import rules
-    from tickets.cli import tickets
+    from tickets.cli import report, tickets
 
     main.add_command(rules)
     main.add_command(tickets)
+    main.add_command(report)
 
 
 _register_subcommands()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -251,3 +252,40 @@ def serve(verify_clear: str | None) -> None:
     )
     with _on_signals(service.stop):
         service.run()
+
+
+@click.command("report")
+@click.option("--since", default="-30d", show_default=True, help="Tickets opened from (time).")
+@click.option("--until", default="now", show_default=True, help="... up to (time).")
+@click.option("--by", "period", type=click.Choice(["week", "month"]), default="month")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for report.md, report.html and the CSVs (default: var/reports).",
+)
+def report(since: str, until: str, period: str, out: Path | None) -> None:
+    """Assess repair teams, technicians and contractors: tickets, time to
+    acknowledge and resolve (median, p90), SLA met, reopened."""
+    from campus.registry import load_campus
+    from campus.settings import Settings
+    from campus.timeparse import parse_time
+    from tickets.db import open_store
+    from tickets.report import build_report, write_report
+
+    settings = Settings()
+    now = datetime.now(UTC)
+    try:
+        start, end = parse_time(since, now), parse_time(until, now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if end <= start:
+        raise click.BadParameter(f"--until {until} is not after --since {since}")
+    tz = load_campus(settings.campus_file).timezone
+    store = open_store(settings.db_url)
+    try:
+        built = build_report(store, start, end, now, period, tz)
+    finally:
+        store.close()
+    for path in write_report(built, out or settings.var_dir / "reports"):
+        click.echo(path)
