@@ -43,6 +43,7 @@ from tickets.db import Store
 from tickets.models import Comment, Contractor, Event, Source, State, Team, Technician, Ticket
 from tickets.oncall import OnCall, Role
 from tickets.oncall import Technician as OnCallTechnician
+from tickets.oncall import UnknownPerson as OnCallUnknown
 from tickets.outbox import Channels, enqueue
 
 SEVERITIES = ("P1", "P2", "P3", "P4")  # P1 most urgent
@@ -571,14 +572,17 @@ class Tickets:
         self, ticket: Ticket, action: str, detail: dict[str, Any], at: datetime
     ) -> Sequence[OnCallTechnician]:
         """Who hears of an event on their own channels: the primary on call of a
-        new ticket, the person an escalation names."""
+        new ticket, the person an escalation names, the technician assigned."""
         if self.oncall is None:
             return []
         if action == "open":
             primary = self.oncall.roles(ticket.trade, ticket.building, at).get(Role.primary)
             return [primary] if primary is not None else []
-        if action == "escalate" and "technician" in detail:
-            return [self.oncall.technician(detail["technician"])]
+        if action in ("escalate", "assign") and "technician" in detail:
+            try:
+                return [self.oncall.technician(detail["technician"])]
+            except OnCallUnknown:  # in the store, not (any more) in oncall.yaml
+                return []
         return []
 
     @staticmethod

@@ -184,3 +184,14 @@ def test_an_escalation_reaches_the_person_it_names(setup, receiver) -> None:
     secondary = tickets.oncall.chain("plumbing", "dorm-1", clock.now)[1]
     escalated = [(h, b) for h, b in receiver.got if b["event"] == "escalated"]
     assert escalated and any(secondary.id in h["Idempotency-Key"] for h, _ in escalated)
+
+
+@pytest.mark.integration
+def test_the_technician_assigned_hears_of_it(setup, receiver) -> None:
+    tickets, dispatcher, _ = setup
+    tid = tickets.raise_alert(alert()).ticket_id
+    tickets.acknowledge(tid, "supervisor")
+    tickets.assign(tid, "supervisor", technician="tech-wang-jg")
+    dispatcher.dispatch()
+    assigned = [h["Idempotency-Key"] for h, b in receiver.got if b["event"] == "assigned"]
+    assert any(k.endswith("-wecom-tech-wang-jg") for k in assigned), assigned
