@@ -14,7 +14,7 @@ run: setup
 	$(BIN)/campus up
 
 test: setup
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=15 tests
 
 lint: setup
 	$(BIN)/ruff check .

@@ -192,31 +192,36 @@ class Dispatcher:
     _notifiers: dict[tuple[str, str | None], Notifier] = field(default_factory=dict)
 
     def dispatch(self, limit: int = 100) -> int:
-        """Send up to ``limit`` due notices; returns how many were sent."""
+        """Send up to ``limit`` due notices; returns how many were sent.
+
+        Each notice is sent and marked in a transaction of its own, so a
+        process killed between sending and marking repeats one notice, not a
+        round of them."""
         now = self.clock()
-        with self.store.session() as s:
-            q = (
-                select(OutboxItem)
-                .where(
-                    OutboxItem.sent_at.is_(None),
-                    OutboxItem.failed_at.is_(None),
-                    OutboxItem.next_attempt_at <= now,
-                )
-                .order_by(OutboxItem.id)
-                .limit(limit)
+        due_q = (
+            select(OutboxItem.id)
+            .where(
+                OutboxItem.sent_at.is_(None),
+                OutboxItem.failed_at.is_(None),
+                OutboxItem.next_attempt_at <= now,
             )
-            if s.get_bind().dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)  # two dispatchers share the work
-            due = list(s.scalars(q).all())
-            tickets = {
-                t.id: t
-                for t in s.scalars(
-                    select(Ticket).where(Ticket.id.in_({item.ticket_id for item in due}))
-                )
-            }
-            sent = 0
-            for item in due:
-                sent += self._send(s, item, tickets[item.ticket_id])
+            .order_by(OutboxItem.id)
+            .limit(limit)
+        )
+        with self.store.session() as s:
+            due = list(s.scalars(due_q).all())
+        sent = 0
+        for item_id in due:
+            with self.store.session() as s:
+                q = select(OutboxItem).where(OutboxItem.id == item_id, OutboxItem.sent_at.is_(None))
+                if s.get_bind().dialect.name == "postgresql":
+                    q = q.with_for_update(skip_locked=True)  # two dispatchers share the work
+                item = s.scalars(q).first()
+                if item is None or item.failed_at is not None:
+                    continue  # another dispatcher has it, or had it
+                ticket = s.get(Ticket, item.ticket_id)
+                assert ticket is not None  # a notice's ticket is never deleted
+                sent += self._send(s, item, ticket)
         return sent
 
     def _send(self, s: Session, item: OutboxItem, ticket: Ticket) -> int:
