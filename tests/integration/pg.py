@@ -8,8 +8,10 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -55,12 +57,9 @@ class PrivateCluster:
         subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=120)
 
     def start(self) -> str:
+        """initdb, start, and create the ``test`` database; its URL."""
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
-        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        log = str(self.root / "postgresql.log")  # the server must not hold our pipes open
-        self._run(
-            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", log, "-o", opts, "-w", "start"
-        )
+        self._pg_ctl_start()
         url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
         engine = create_engine(url, isolation_level="AUTOCOMMIT")
         with engine.connect() as c:
@@ -68,6 +67,33 @@ class PrivateCluster:
         engine.dispose()
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/test"
 
+    def kill(self) -> None:
+        """SIGKILL the postmaster, as a crash would (its backends follow it)."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+
+    def restart(self) -> None:
+        """Start again after :meth:`kill` (PostgreSQL replays its WAL first)."""
+        (self.data / "postmaster.pid").unlink(missing_ok=True)
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
+        log = str(self.root / "postgresql.log")  # the server must not hold our pipes open
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        pg_ctl = str(self.bin / "pg_ctl")
+        self._run(pg_ctl, "-D", str(self.data), "-l", log, "-o", opts, "-w", "start")
+
     def stop(self) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,6 +1,8 @@
-"""Fault tests of the ticket service (RELIABILITY.md R13): `campus tickets
-serve` killed with SIGKILL twenty times while it sends the outbox leaves no
-notice unsent, and every repeat carries the key of the first."""
+"""Fault tests of the ticket service (RELIABILITY.md R11, R13): PostgreSQL
+killed during a burst of ticket creations loses no committed ticket and makes
+no duplicate; `campus tickets serve` killed with SIGKILL twenty times while it
+sends the outbox leaves no notice unsent, and every repeat carries the key of
+the first."""
 
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from campus.settings import Settings
 from tickets.db import open_store
-from tickets.models import OutboxItem, Source
+from tickets.models import OutboxItem, Source, Ticket
 from tickets.outbox import load_channels
 from tickets.service import Alert, Tickets
 
+from .pg import PrivateCluster
 from .procs import start_campus, wait_for
 
 NOTICES = 60
@@ -120,3 +124,66 @@ def test_notifier_killed_twenty_times_leaves_nothing_unsent(
     repeats = sum(n - 1 for n in receiver.keys.values())
     assert repeats <= KILLS  # at most the one in flight at each kill
     print(json.dumps({"repeats": repeats, "kills": KILLS}))  # shown with -s
+
+
+@pytest.mark.integration
+def test_postgresql_killed_during_a_burst_of_ticket_creations() -> None:
+    """R11 (the ticket service's part; the API's 503 comes with the API): a
+    private PostgreSQL is SIGKILLed while two writers raise 1,000 alerts and
+    restarted; writers retry what the database refused. Every alert has its
+    ticket afterwards, and no alert has two open ones."""
+    cluster = PrivateCluster()
+    url = cluster.start()
+    try:
+        tickets = Tickets(open_store(url))
+        done: list[str] = []
+        refused = [0]
+
+        def writer(first: int) -> None:
+            for i in range(first, 1000, 2):
+                key = f"burst-{i}"
+                while True:
+                    try:
+                        tickets.raise_alert(burst_alert(key))
+                        done.append(key)
+                        break
+                    except OperationalError:  # the database is away: try again
+                        refused[0] += 1
+                        time.sleep(0.05)
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in (0, 1)]
+        for th in threads:
+            th.start()
+        assert wait_for(lambda: len(done) >= 300, 60, interval=0.01)
+        cluster.kill()
+        time.sleep(1.0)
+        cluster.restart()
+        for th in threads:
+            th.join(120)
+        assert len(done) == 1000
+        assert refused[0] > 0  # the writers felt the fault
+        with tickets.store.session() as s:
+            per_key = dict(
+                s.execute(
+                    select(Ticket.dedup_key, func.count())
+                    .where(Ticket.state != "closed")
+                    .group_by(Ticket.dedup_key)
+                ).all()
+            )
+        assert set(per_key) == set(done)  # committed tickets lost: 0
+        assert max(per_key.values()) == 1  # duplicate open tickets: 0
+        tickets.store.close()
+    finally:
+        cluster.stop()
+
+
+def burst_alert(key: str) -> Alert:
+    return Alert(
+        dedup_key=key,
+        source=Source.rule,
+        severity="P2",
+        building="dorm-1",
+        trade="plumbing",
+        title=key,
+        at=datetime.now(UTC),
+    )
