@@ -74,6 +74,8 @@ class Settings(BaseSettings):
 
     # tickets
     tickets_client_id: str = "campus-tickets"
+    # how long a rule must stay clear after a repair; unset: oncall.yaml's verify_clear
+    tickets_verify_clear_s: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _default_db(self) -> Settings:

@@ -60,6 +60,8 @@ def open_tickets(settings: Any, verify_clear: timedelta | None = None) -> Ticket
         )
         tickets.verify_clear = cfg.verify_clear
         tickets.oncall = oncall
+    if settings.tickets_verify_clear_s is not None:
+        tickets.verify_clear = timedelta(seconds=settings.tickets_verify_clear_s)
     if verify_clear is not None:
         tickets.verify_clear = verify_clear
     if settings.notify_file.exists():
@@ -231,7 +233,8 @@ def comment(ticket_id: int, text: str, actor: str) -> None:
     "--verify-clear",
     default=None,
     help="How long a rule must stay clear after a repair before its ticket closes "
-    "itself (default: verify_clear in config/oncall.yaml, else 15m).",
+    "itself (default: CAMPUS_TICKETS_VERIFY_CLEAR_S, else verify_clear in "
+    "config/oncall.yaml, else 15m).",
 )
 def serve(verify_clear: str | None) -> None:
     """Turn the alerts on ops/alerts/# into tickets (runs until stopped)."""

@@ -1,8 +1,9 @@
 """`campus up` on a machine where nothing answers: it starts Mosquitto and
 influxd with data under var/, runs ingest, the rules engine, the ticket service
 and the simulated campus, lands readings in InfluxDB, turns an injected fault
-into an alert on ops/alerts and a ticket, stops everything on Ctrl-C, and finds
-its data again."""
+into an alert on ops/alerts and a ticket that a technician works and that
+closes itself once the readings stay normal, announced on every configured
+channel; stops everything on Ctrl-C, and finds its data again."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from campus.stack import tcp_open
 from .procs import ROOT, fresh_stack_env, wait_for
 
 
-def _up(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
+def _up(
+    env: dict[str, str], log: Path, *extra: str, backfill: str = "10m"
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "campus.cli", "up", "--backfill", "10m", *extra],
+        [sys.executable, "-m", "campus.cli", "up", "--backfill", backfill, *extra],
         env=env,
         cwd=ROOT,
         stdout=log.open("wb"),
@@ -42,17 +45,22 @@ def _count(client: InfluxClient) -> int:
 @pytest.mark.integration
 def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
     env, mqtt_port, influx_port = fresh_stack_env(tmp_path)
+    env["CAMPUS_TICKETS_VERIFY_CLEAR_S"] = "1"
     client = InfluxClient(f"http://127.0.0.1:{influx_port}", "campus")
     log1 = tmp_path / "up1.log"
-    # A burst pipe six minutes ago, played by the backfill: the rules engine must page.
-    proc = _up(env, log1, "--fault", "wm-teach-1-f2:burst_pipe:at=-6m:for=5m")
+    # A burst pipe 20 minutes ago for 5 minutes, played by the backfill: the rules
+    # engine must page, and (after its 10 minutes of clear readings) resolve.
+    proc = _up(env, log1, "--fault", "wm-teach-1-f2:burst_pipe:at=-20m:for=5m", backfill="25m")
     alerts: list[dict] = []
+    notices: list[dict] = []
     try:
         assert wait_for(lambda: tcp_open("127.0.0.1", mqtt_port), 30), log1.read_text()
         sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-up-alerts")
-        sub.on_message = lambda c, u, m: alerts.append(json.loads(m.payload))
+        sub.on_message = lambda c, u, m: (
+            notices if m.topic.startswith("ops/tickets/") else alerts
+        ).append(json.loads(m.payload))
         sub.connect("127.0.0.1", mqtt_port)
-        sub.subscribe("ops/alerts/#", qos=1)
+        sub.subscribe([("ops/alerts/#", 1), ("ops/tickets/#", 1)])
         sub.loop_start()
         burst = lambda: [a for a in alerts if a["rule"] == "water-burst"]  # noqa: E731
         assert wait_for(burst, 90), (alerts, log1.read_text())
@@ -71,7 +79,26 @@ def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
             return [t for t in json.loads(listed() or "[]") if t["dedup_key"] == key]
 
         assert wait_for(burst_ticket, 30), listed()
-        assert burst_ticket()[0]["state"] == "open" and burst_ticket()[0]["source"] == "rule"
+        ticket = burst_ticket()[0]
+        assert ticket["source"] == "rule" and ticket["count"] == 1
+        # A technician works it; the fault is over, so once the readings have
+        # stayed normal (1 s here) the ticket closes itself.
+        tid = str(ticket["id"])
+        for step in (
+            ["ack", tid, "--by", "tech-wang-jg"],
+            ["assign", tid, "--technician", "tech-wang-jg", "--by", "supervisor"],
+            ["start", tid, "--by", "tech-wang-jg"],
+            ["resolve", tid, "--by", "tech-wang-jg", "--note", "valve replaced"],
+        ):
+            cmd = [sys.executable, "-m", "campus.cli", "tickets", *step]
+            done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+            assert done.returncode == 0, done.stdout + done.stderr
+        assert wait_for(lambda: burst_ticket() == [], 60), listed()  # closed: not listed
+        # every configured channel heard of it: ops/tickets and the tickets measurement
+        events = {n["event"] for n in notices if n["ticket_id"] == ticket["id"]}
+        assert {"opened", "acknowledged", "resolved", "closed"} <= events, events
+        annotations = client.query(f"SELECT * FROM tickets WHERE \"ticket\" = '{tid}'")
+        assert annotations and len(annotations[0]["values"]) >= 4
         sub.loop_stop()
         sub.disconnect()
         assert wait_for(lambda: _count(client) > 3000, 90), log1.read_text()
