@@ -106,7 +106,25 @@ def _print(ticket: Ticket, as_json: bool, *, full: bool = False) -> None:
             click.echo(f"  {c.at.isoformat(timespec='seconds')} {c.author} says: {c.text}")
 
 
-@click.group()
+STORE_AWAY = 75  # EX_TEMPFAIL: the ticket store did not answer; nothing was changed
+
+
+class _Tickets(click.Group):
+    """A ticket store that does not answer is one clear line and exit status 75
+    (try again later), not a traceback; the command changed nothing."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            return super().invoke(ctx)
+        except OperationalError as exc:
+            message = f"Error: the ticket store is not answering ({exc.orig}); try again"
+            click.echo(message, err=True)
+            ctx.exit(STORE_AWAY)
+
+
+@click.group(cls=_Tickets)
 def tickets() -> None:
     """Emergency-repair tickets: list, show, acknowledge, assign, resolve, close."""
 

@@ -24,13 +24,16 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from campus.cli import main
 from campus.settings import Settings
 from campus.stack import Mosquitto, free_port
 from tests.conftest import CONFIG
+from tickets.cli import STORE_AWAY
 from tickets.db import open_store
 from tickets.models import OutboxItem, Source, Ticket
 from tickets.outbox import load_channels
@@ -170,7 +173,11 @@ def test_postgresql_killed_during_a_burst_of_ticket_creations() -> None:
             th.start()
         assert wait_for(lambda: len(done) >= 300, 60, interval=0.01)
         cluster.kill()
-        time.sleep(1.0)
+        # meanwhile a technician's command says so plainly and changes nothing
+        away = CliRunner().invoke(main, ["tickets", "list"], env={"CAMPUS_DB_URL": url})
+        assert away.exit_code == STORE_AWAY, away.output
+        assert "ticket store is not answering" in away.output and "Traceback" not in away.output
+        time.sleep(0.5)
         cluster.restart()
         for th in threads:
             th.join(120)
