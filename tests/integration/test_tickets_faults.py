@@ -18,7 +18,6 @@ from collections import Counter
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.policy import default as default_policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -41,50 +40,27 @@ from tickets.service import Alert, Tickets
 
 from .pg import PrivateCluster
 from .procs import start_campus, wait_for
+from .webhook import WebhookReceiver
 
 NOTICES = 60
 KILLS = 20
 
 
-class SlowReceiver:
-    """A webhook receiver taking 20 ms a request, counting keys as it accepts
-    them; with ``fail_every`` it answers 500 to every n-th request."""
-
-    def __init__(self, fail_every: int = 0) -> None:
-        self.keys: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        self.requests = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                time.sleep(0.02)
-                with receiver.lock:
-                    receiver.requests += 1
-                    fail = fail_every and receiver.requests % fail_every == 1
-                    if not fail:
-                        receiver.keys[self.headers["Idempotency-Key"]] += 1
-                self.send_response(500 if fail else 200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def total(self) -> int:
-        with self.lock:
-            return sum(self.keys.values())
+def serve_settings(settings: Settings, db_url: str, config: Path) -> Settings:
+    """Settings for a `campus tickets serve` of its own: store, config, session."""
+    update = {
+        "db_url": db_url,
+        "config_dir": config,
+        "tickets_client_id": f"tickets-{uuid.uuid4().hex[:8]}",
+    }
+    return settings.model_copy(update=update)
 
 
 @pytest.mark.integration
 def test_notifier_killed_twenty_times_leaves_nothing_unsent(
     settings: Settings, tmp_path: Path
 ) -> None:
-    receiver = SlowReceiver()
+    receiver = WebhookReceiver(delay=0.02)
     config = tmp_path / "config"
     config.mkdir()
     (config / "notify.yaml").write_text(
@@ -92,13 +68,7 @@ def test_notifier_killed_twenty_times_leaves_nothing_unsent(
         "broadcast: [hook]\n"
     )
     url = f"sqlite:///{tmp_path / 'tickets.db'}"
-    cfg = settings.model_copy(
-        update={
-            "db_url": url,
-            "config_dir": config,
-            "tickets_client_id": f"tickets-{uuid.uuid4().hex[:8]}",
-        }
-    )
+    cfg = serve_settings(settings, url, config)
     # the notices are committed with their tickets before any sender runs
     tickets = Tickets(open_store(url), channels=load_channels(config / "notify.yaml"))
     for i in range(NOTICES):
@@ -235,7 +205,7 @@ def test_alert_storm_with_flaky_webhook_and_smtp(
     SMTP server refuses every other mail for now: one ticket; its notices
     arrive within the SLA of a P1 (15 min, here within seconds); the repeats
     are bounded and carry one key each."""
-    hook = SlowReceiver(fail_every=2)
+    hook = WebhookReceiver(delay=0.02, fail_every=2)
     box = FlakyMailbox()
     port = free_port()
     smtp = Controller(box, hostname="127.0.0.1", port=port)
@@ -252,13 +222,7 @@ def test_alert_storm_with_flaky_webhook_and_smtp(
         "broadcast: [wecom]\n"
     )
     url = f"sqlite:///{tmp_path / 'tickets.db'}"
-    cfg = settings.model_copy(
-        update={
-            "db_url": url,
-            "config_dir": config,
-            "tickets_client_id": f"tickets-{uuid.uuid4().hex[:8]}",
-        }
-    )
+    cfg = serve_settings(settings, url, config)
     proc = start_campus(cfg, "tickets", "serve", log=tmp_path / "serve.log")
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"storm-{uuid.uuid4().hex[:8]}")
     try:

@@ -5,11 +5,8 @@ sender dies between sending and recording."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,39 +19,16 @@ from tickets.oncall import load_oncall
 from tickets.outbox import Dispatcher, load_channels
 from tickets.service import Alert, Tickets
 
+from .webhook import WebhookReceiver
+
 T0 = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 
 
-class Receiver:
-    """An HTTP server that records what it is sent and answers ``statuses`` in turn."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[dict[str, str], dict]] = []
-        self.statuses: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                if status == 200:
-                    receiver.got.append((dict(self.headers), json.loads(body)))
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
     yield r
-    r.server.shutdown()
+    r.close()
 
 
 class Clock:
@@ -66,7 +40,7 @@ class Clock:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, receiver: Receiver, campus):
+def setup(tmp_path: Path, receiver: WebhookReceiver, campus):
     """Tickets with the shipped on-call file and two channels on the receiver:
     ``ops`` (broadcast) and ``wecom`` (the technicians' own)."""
     notify = tmp_path / "notify.yaml"

@@ -94,9 +94,13 @@ def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
             done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
             assert done.returncode == 0, done.stdout + done.stderr
         assert wait_for(lambda: burst_ticket() == [], 60), listed()  # closed: not listed
+
         # every configured channel heard of it: ops/tickets and the tickets measurement
-        events = {n["event"] for n in notices if n["ticket_id"] == ticket["id"]}
-        assert {"opened", "acknowledged", "resolved", "closed"} <= events, events
+        def events() -> set[str]:
+            return {n["event"] for n in notices if n["ticket_id"] == ticket["id"]}
+
+        wanted = {"opened", "acknowledged", "resolved", "closed"}
+        assert wait_for(lambda: wanted <= events(), 30), events()
         annotations = client.query(f"SELECT * FROM tickets WHERE \"ticket\" = '{tid}'")
         assert annotations and len(annotations[0]["values"]) >= 4
         sub.loop_stop()
