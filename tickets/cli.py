@@ -34,32 +34,7 @@ def open_tickets(settings: Any, verify_clear: timedelta | None = None) -> Ticket
     tickets = Tickets(open_store(settings.db_url))
     if settings.oncall_file.exists():
         buildings = list(load_campus(settings.campus_file).buildings)
-        oncall = load_oncall(settings.oncall_file, buildings)
-        cfg = oncall.config
-        tickets.upsert_people(
-            teams=[{"id": t.id, "name": t.name, "trade": t.trade.value} for t in cfg.teams],
-            technicians=[
-                {
-                    "id": p.id,
-                    "name": p.name,
-                    "team": p.team,
-                    "language": p.language.value,
-                    "email": p.email,
-                }
-                for p in cfg.technicians
-            ],
-            contractors=[
-                {
-                    "id": c.id,
-                    "name": c.name,
-                    "trades": [t.value for t in c.trades],
-                    "email": c.email,
-                }
-                for c in cfg.contractors
-            ],
-        )
-        tickets.verify_clear = cfg.verify_clear
-        tickets.oncall = oncall
+        tickets.use_oncall(load_oncall(settings.oncall_file, buildings))
     if settings.tickets_verify_clear_s is not None:
         tickets.verify_clear = timedelta(seconds=settings.tickets_verify_clear_s)
     if verify_clear is not None:

@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.exc import OperationalError
 
 from campus.settings import Settings
+from ingest.deadletter import DeadLetter
 from tickets.outbox import Dispatcher
 from tickets.service import Alert, TicketError, Tickets
 
@@ -48,6 +49,7 @@ class TicketService:
         self.tickets = tickets
         self.client_id = client_id
         self.rejected_file = settings.var_dir / "tickets-rejected.jsonl"
+        self._rejected = DeadLetter(self.rejected_file)
         self.connected = threading.Event()
         self.handled = 0
         self.rejected = 0
@@ -129,17 +131,8 @@ class TicketService:
     def _reject(self, msg: mqtt.MQTTMessage, reason: str) -> None:
         self.rejected += 1
         log.warning("alert on %s refused: %s", msg.topic, reason)
-        self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
-        record = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "topic": msg.topic,
-            "payload": bytes(msg.payload)[:1024].decode("utf-8", "replace"),
-            "reason": reason,
-        }
-        with self.rejected_file.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-    # -------------------------------------------------------------- lifecycle
+        self._rejected.add(msg.topic, bytes(msg.payload), reason)
+        self._rejected.flush()  # on record before the broker forgets the alert
 
     def run(self) -> None:
         """Connect, handle alerts in order, and every 10 s close verified tickets,
@@ -164,6 +157,7 @@ class TicketService:
             self.client.disconnect()
             self.client.loop_stop()
             self.tickets.store.close()
+            self._rejected.close()
             log.info("ticket service stopped: %d alerts, %d refused", self.handled, self.rejected)
 
     def _send_loop(self) -> None:

@@ -202,6 +202,35 @@ class Tickets:
                     )
                 )
 
+    def use_oncall(self, oncall: OnCall) -> None:
+        """Take SLAs, escalation and ``verify_clear`` from ``oncall`` and load its
+        teams, technicians and contractors into the store."""
+        cfg = oncall.config
+        self.oncall = oncall
+        self.verify_clear = cfg.verify_clear
+        self.upsert_people(
+            teams=[{"id": t.id, "name": t.name, "trade": t.trade.value} for t in cfg.teams],
+            technicians=[
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "team": p.team,
+                    "language": p.language.value,
+                    "email": p.email,
+                }
+                for p in cfg.technicians
+            ],
+            contractors=[
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "trades": [t.value for t in c.trades],
+                    "email": c.email,
+                }
+                for c in cfg.contractors
+            ],
+        )
+
     # ----------------------------------------------------------------- raising
 
     def raise_alert(self, alert: Alert, actor: str = "rules") -> Raised:

@@ -56,13 +56,8 @@ def setup(tmp_path: Path, receiver: WebhookReceiver, campus):
     clock = Clock()
     store = open_store(f"sqlite:///{tmp_path / 'tickets.db'}")
     oncall = load_oncall(CONFIG / "oncall.yaml", list(campus.buildings))
-    tickets = Tickets(store, clock=clock, oncall=oncall, channels=channels)
-    tickets.upsert_people(
-        teams=[{"id": t.id, "name": t.name, "trade": t.trade.value} for t in oncall.teams],
-        technicians=[
-            {"id": p.id, "name": p.name, "team": p.team} for p in oncall.config.technicians
-        ],
-    )
+    tickets = Tickets(store, clock=clock, channels=channels)
+    tickets.use_oncall(oncall)
     return tickets, Dispatcher(store, channels, clock), clock
 
 
