@@ -7,6 +7,7 @@ in a batch rejects that reading only. Nothing here raises for bad input.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -98,6 +99,20 @@ def loads(text: str) -> Any:
         return _JSON.decode(text)
 
 
+@functools.lru_cache(maxsize=256)
+def _text_ts(value: str) -> int:
+    """Epoch milliseconds of an RFC 3339 time; remembered, since the devices of
+    one gateway send the same times (refusals are not remembered)."""
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"ts {value!r} is not an RFC 3339 time") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"ts {value!r} has no time zone offset")
+    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
 def parse_ts(value: Any, now_ms: int) -> int:
     """Epoch milliseconds from an RFC 3339 string, epoch seconds or epoch milliseconds."""
     if value is None:
@@ -116,17 +131,9 @@ def parse_ts(value: Any, now_ms: int) -> int:
         ms = value if abs(value) >= _MS_THRESHOLD else value * 1000
         return round(ms)
     if isinstance(value, str):
-        text = value.strip()
-        if len(text) > 40:
+        if len(value) > 40:
             raise ValueError("ts string too long")
-        try:
-            dt = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"ts {value!r} is not an RFC 3339 time") from None
-        if dt.tzinfo is None:
-            raise ValueError(f"ts {value!r} has no time zone offset")
-        delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+        return _text_ts(value)
     raise ValueError(f"ts must be a string or a number, got {type(value).__name__}")
 
 

@@ -217,7 +217,7 @@ def test_valid_baseline_loads():
 
 CASES = [
     # (file, line, field path, message fragment)
-    ("yaml_syntax_error.yaml", 17, "", "YAML syntax: mapping values are not allowed here"),
+    ("yaml_syntax_error.yaml", 17, "", "YAML syntax: mapping values are not allowed in this"),
     ("duplicate_key.yaml", 19, "buildings[0].name", "duplicate key 'name'"),
     ("unknown_top_level_key.yaml", 4, "colour", "Extra inputs are not permitted (got 'blue')"),
     (

@@ -604,7 +604,7 @@ def test_yaml_syntax_error_reports_the_line(campus):
         issue(
             line_of(text, "metric: flow_lpm: oops"),
             "",
-            "YAML syntax: mapping values are not allowed here",
+            "YAML syntax: mapping values are not allowed in this context",
         )
     ]
 
