@@ -11,12 +11,15 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from tickets.models import State, Ticket
-from tickets.service import Tickets
+from tickets.enums import State
+
+if TYPE_CHECKING:  # SQLAlchemy is imported by the commands that use the store, not here
+    from tickets.models import Ticket
+    from tickets.service import Tickets
 
 BY = click.option("--by", "actor", required=True, help="Who does it (a technician id or name).")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -30,6 +33,7 @@ def open_tickets(settings: Any, verify_clear: timedelta | None = None) -> Ticket
     from campus.registry import load_campus
     from tickets.db import open_store
     from tickets.oncall import load_oncall
+    from tickets.service import Tickets
 
     tickets = Tickets(open_store(settings.db_url))
     if settings.oncall_file.exists():
@@ -84,7 +88,7 @@ def _print(ticket: Ticket, as_json: bool, *, full: bool = False) -> None:
 STORE_AWAY = 75  # EX_TEMPFAIL: the ticket store did not answer; nothing was changed
 
 
-class _Tickets(click.Group):
+class StoreGroup(click.Group):
     """A ticket store that does not answer is one clear line and exit status 75
     (try again later), not a traceback; the command changed nothing."""
 
@@ -99,7 +103,7 @@ class _Tickets(click.Group):
             ctx.exit(STORE_AWAY)
 
 
-@click.group(cls=_Tickets)
+@click.group(cls=StoreGroup)
 def tickets() -> None:
     """Emergency-repair tickets: list, show, acknowledge, assign, resolve, close."""
 
@@ -146,6 +150,8 @@ def show(ticket_id: int, as_json: bool) -> None:
 
 
 def _simple(name: str, help_text: str, act: Callable[[Tickets, int, str], Any]) -> None:
+    """A command that applies one transition taking only the actor."""
+
     @tickets.command(name, help=help_text)
     @click.argument("ticket_id", type=int)
     @BY
@@ -156,8 +162,12 @@ def _simple(name: str, help_text: str, act: Callable[[Tickets, int, str], Any]) 
         _print(t.get(ticket_id), as_json)
 
 
-_simple("ack", "Acknowledge a ticket: you have seen it and take charge.", Tickets.acknowledge)
-_simple("start", "Work on site has begun.", Tickets.start)
+_simple(
+    "ack",
+    "Acknowledge a ticket: you have seen it and take charge.",
+    lambda t, ticket_id, actor: t.acknowledge(ticket_id, actor),
+)
+_simple("start", "Work on site has begun.", lambda t, ticket_id, actor: t.start(ticket_id, actor))
 
 
 @tickets.command("assign")

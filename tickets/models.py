@@ -17,7 +17,6 @@ Two rules live in the database itself, so that no second process can break them:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -36,25 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-class State(StrEnum):
-    """Where a ticket is in its life."""
-
-    open = "open"
-    acknowledged = "acknowledged"
-    assigned = "assigned"
-    in_progress = "in_progress"
-    resolved = "resolved"
-    closed = "closed"
-
-
-class Source(StrEnum):
-    """What raised a ticket."""
-
-    rule = "rule"
-    anomaly = "anomaly"
-    feedback = "feedback"
-    manual = "manual"
+from tickets.enums import Role, Source, State  # noqa: F401  (re-exported: imported from here too)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -274,3 +255,31 @@ class Attempt(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     retryable: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class User(Base):
+    """An account of the API; a technician's account names their on-call entry."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    technician_id: Mapped[str | None] = mapped_column(ForeignKey("technicians.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiToken(Base):
+    """A bearer token of a user, kept only as its SHA-256 digest (a token is 32
+    random bytes, so a fast hash is enough: there is nothing to guess)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
