@@ -579,10 +579,11 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
             svc.start()
             started.append(svc)
         exe = [sys.executable, "-m", "campus.cli"]
-        names = ["ingest", "rules", "tickets"]
+        names = ["ingest", "rules", "tickets", "api"]
         children.append(subprocess.Popen([*exe, "ingest"]))
         children.append(subprocess.Popen([*exe, "rules", "run"]))
         children.append(subprocess.Popen([*exe, "tickets", "serve"]))
+        children.append(subprocess.Popen([*exe, "api"]))
         if with_sim:
             # Paced so that a broker with Debian's default queue limit (1000
             # messages per subscriber) is not overrun while the backfill plays.
@@ -598,6 +599,8 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
             f"  dead letters  {s.dead_letter_file}\n"
             f"  alerts        ops/alerts/<severity>/<building> and {s.alerts_log}\n"
             f"  tickets       campus tickets list  (store {s.db_url})\n"
+            f"  API           http://{s.api_host}:{s.api_port}/docs  "
+            "(token: campus users add ... && campus tokens create ...)\n"
             f"  try           curl -G {s.influx_url}/query --data-urlencode db={s.influx_db} "
             '--data-urlencode "q=SELECT count(power_kw) FROM power WHERE time > now() - 5m"\n'
             "Ctrl-C stops everything campus started.\n"
@@ -625,12 +628,16 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
 
 
 def _register_subcommands() -> None:
+    from api.cli import api, tokens, users
     from rules.cli import rules
     from tickets.cli import report, tickets
 
     main.add_command(rules)
     main.add_command(tickets)
     main.add_command(report)
+    main.add_command(api)
+    main.add_command(users)
+    main.add_command(tokens)
 
 
 _register_subcommands()

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     db_url: str = ""  # empty: sqlite:///{var_dir}/campus.db
     config_dir: Path = Path("config")
     api_port: int = Field(8000, ge=1, le=65535)
+    api_host: str = "127.0.0.1"  # 0.0.0.0 to serve other machines (behind TLS: docs/api.md)
     var_dir: Path = Path("var")
     log_level: str = "INFO"
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -469,6 +469,35 @@ class Tickets:
         with self.store.session() as s:
             return list(s.scalars(q).all())
 
+    def page(
+        self,
+        *,
+        states: Sequence[str] = (),
+        building: str | None = None,
+        severity: str | None = None,
+        trade: str | None = None,
+        scope: WorkScope | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[Sequence[Ticket], int]:
+        """One page of tickets, newest first, and how many match in all
+        (``scope``: only the tickets in it)."""
+        conds: list[Any] = []
+        if states:
+            conds.append(Ticket.state.in_(list(states)))
+        if building:
+            conds.append(Ticket.building == building)
+        if severity:
+            conds.append(Ticket.severity == severity)
+        if trade:
+            conds.append(Ticket.trade == trade)
+        if scope is not None:
+            conds.append(scope.clause())
+        with self.store.session() as s:
+            total = s.scalar(select(func.count()).select_from(Ticket).where(*conds)) or 0
+            q = select(Ticket).where(*conds).order_by(Ticket.id.desc())
+            return list(s.scalars(q.limit(limit).offset(offset)).all()), total
+
     # ---------------------------------------------------------------- plumbing
 
     def _transition(
@@ -627,6 +656,35 @@ class Tickets:
         if ticket is None:
             raise TicketNotFound(f"no ticket {ticket_id}")
         return ticket
+
+
+@dataclass(frozen=True)
+class WorkScope:
+    """The tickets that are one technician's to work: those given to them, and
+    those of their team's trade in the buildings their team covers (``None``:
+    every building)."""
+
+    technician: str | None
+    trade: str | None = None
+    buildings: frozenset[str] | None = None
+
+    def covers(self, ticket: Ticket) -> bool:
+        """Whether ``ticket`` is in this scope."""
+        if self.technician is not None and ticket.technician_id == self.technician:
+            return True
+        if self.trade is None or ticket.trade != self.trade:
+            return False
+        return self.buildings is None or ticket.building in self.buildings
+
+    def clause(self) -> Any:
+        """The same test as a WHERE clause."""
+        team: Any = false()
+        if self.trade is not None:
+            team = Ticket.trade == self.trade
+            if self.buildings is not None:
+                team = and_(team, Ticket.building.in_(sorted(self.buildings)))
+        mine = Ticket.technician_id == self.technician if self.technician else false()
+        return or_(mine, team)
 
 
 def _minutes(d: timedelta) -> str:

@@ -67,6 +67,7 @@ def fresh_stack_env(tmp_path: Path) -> tuple[dict[str, str], int, int]:
     env = dict(os.environ)
     env.update(
         {
+            "CAMPUS_API_PORT": str(free_port()),
             "CAMPUS_MQTT_URL": f"mqtt://127.0.0.1:{mqtt_port}",
             "CAMPUS_INFLUX_URL": f"http://127.0.0.1:{influx_port}",
             "CAMPUS_VAR_DIR": str(tmp_path / "var"),

@@ -1,10 +1,12 @@
-"""Fault tests of the ticket service (RELIABILITY.md R11-R13): PostgreSQL
-killed during a burst of ticket creations loses no committed ticket and makes
-no duplicate; an alert storm against a flaky webhook and SMTP server makes
-one ticket whose notices get through, each a bounded number of times; `campus
-tickets serve` killed with SIGKILL twenty times while it
-sends the outbox leaves no notice unsent, and every repeat carries the key of
-the first."""
+"""Fault tests of the ticket service (RELIABILITY.md R11-R13):
+
+* PostgreSQL killed during a burst of ticket creations through the API loses
+  no committed ticket, makes no duplicate, and the API answers 503, never 500;
+* an alert storm against a flaky webhook and SMTP server makes one ticket whose
+  notices get through, each a bounded number of times;
+* `campus tickets serve` killed with SIGKILL twenty times while it sends the
+  outbox leaves no notice unsent, and every repeat carries the key of the first.
+"""
 
 from __future__ import annotations
 
@@ -20,21 +22,22 @@ from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 
+from api.accounts import add_user, create_token
 from campus.cli import main
 from campus.settings import Settings
 from campus.stack import Mosquitto, free_port
 from tests.conftest import CONFIG
 from tickets.cli import STORE_AWAY
 from tickets.db import open_store
-from tickets.models import OutboxItem, Source, Ticket
+from tickets.models import OutboxItem, Role, Source, Ticket
 from tickets.outbox import load_channels
 from tickets.service import Alert, Tickets
 
@@ -114,31 +117,54 @@ def test_notifier_killed_twenty_times_leaves_nothing_unsent(
 
 
 @pytest.mark.integration
-def test_postgresql_killed_during_a_burst_of_ticket_creations() -> None:
-    """R11 (the ticket service's part; the API's 503 comes with the API): a
-    private PostgreSQL is SIGKILLed while two writers raise 1,000 alerts and
-    restarted; writers retry what the database refused. Every alert has its
-    ticket afterwards, and no alert has two open ones."""
+def test_postgresql_killed_during_a_burst_of_ticket_creations(tmp_path: Path) -> None:
+    """R11: a private PostgreSQL is SIGKILLed while two clients raise 1,000
+    tickets through the real API, then restarted. Meanwhile the API answers
+    503 (never 500) and clients send again under the same key; afterwards every
+    ticket a client was told about is there, and no report has two open ones."""
     cluster = PrivateCluster()
     url = cluster.start()
+    api = None
     try:
-        tickets = Tickets(open_store(url))
-        done: list[str] = []
-        refused = [0]
+        store = open_store(url)
+        tickets = Tickets(store)
+        tickets.upsert_people()  # the schema is there before the API starts
+        add_user(store, "office", "", Role.engineer)
+        token = create_token(store, "office")
+        port = free_port()
+        cfg = Settings(db_url=url, config_dir=CONFIG, var_dir=tmp_path / "var", api_port=port)
+        api = start_campus(cfg, "api", log=tmp_path / "api.log")
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: _answers(f"{base}/healthz"), 30), (tmp_path / "api.log").read_text()
+        done: dict[str, int] = {}  # report key -> the ticket id the API gave
+        codes: Counter[int] = Counter()
 
-        def writer(first: int) -> None:
-            for i in range(first, 1000, 2):
-                key = f"burst-{i}"
-                while True:
-                    try:
-                        tickets.raise_alert(burst_alert(key))
-                        done.append(key)
-                        break
-                    except OperationalError:  # the database is away: try again
-                        refused[0] += 1
+        def client(first: int) -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+                for i in range(first, 1000, 2):
+                    body = {
+                        "building": "dorm-1",
+                        "trade": "plumbing",
+                        "title": f"report {i}",
+                        "dedup_key": f"burst-{i}",
+                    }
+                    while True:
+                        try:
+                            r = http.post("/api/tickets", json=body)
+                        except httpx.TransportError:
+                            codes[0] += 1  # no answer at all: also safe to send again
+                            time.sleep(0.05)
+                            continue
+                        codes[r.status_code] += 1
+                        if r.status_code in (200, 201):
+                            done[body["dedup_key"]] = r.json()["id"]
+                            break
+                        assert r.status_code == 503, r.text
+                        assert r.headers["Retry-After"]
                         time.sleep(0.05)
 
-        threads = [threading.Thread(target=writer, args=(n,)) for n in (0, 1)]
+        threads = [threading.Thread(target=client, args=(n,)) for n in (0, 1)]
         for th in threads:
             th.start()
         assert wait_for(lambda: len(done) >= 300, 60, interval=0.01)
@@ -147,13 +173,13 @@ def test_postgresql_killed_during_a_burst_of_ticket_creations() -> None:
         away = CliRunner().invoke(main, ["tickets", "list"], env={"CAMPUS_DB_URL": url})
         assert away.exit_code == STORE_AWAY, away.output
         assert "ticket store is not answering" in away.output and "Traceback" not in away.output
-        time.sleep(0.5)
+        assert wait_for(lambda: codes[503] >= 5, 30, interval=0.01)  # the API said so too
         cluster.restart()
         for th in threads:
             th.join(120)
         assert len(done) == 1000
-        assert refused[0] > 0  # the writers felt the fault
-        with tickets.store.session() as s:
+        assert set(codes) <= {200, 201, 503, 0} and codes[500] == 0, codes
+        with store.session() as s:
             per_key = dict(
                 s.execute(
                     select(Ticket.dedup_key, func.count())
@@ -161,23 +187,24 @@ def test_postgresql_killed_during_a_burst_of_ticket_creations() -> None:
                     .group_by(Ticket.dedup_key)
                 ).all()
             )
-        assert set(per_key) == set(done)  # committed tickets lost: 0
+            ids = dict(s.execute(select(Ticket.dedup_key, Ticket.id)).all())
+        assert set(per_key) == {f"manual:{k}" for k in done}  # committed tickets lost: 0
         assert max(per_key.values()) == 1  # duplicate open tickets: 0
-        tickets.store.close()
+        assert all(ids[f"manual:{k}"] == tid for k, tid in done.items())
+        print(json.dumps({"answers": dict(codes)}))  # shown with -s
+        store.close()
     finally:
+        if api is not None:
+            api.send_signal(signal.SIGINT)
+            api.wait(30)
         cluster.stop()
 
 
-def burst_alert(key: str) -> Alert:
-    return Alert(
-        dedup_key=key,
-        source=Source.rule,
-        severity="P2",
-        building="dorm-1",
-        trade="plumbing",
-        title=key,
-        at=datetime.now(UTC),
-    )
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 class FlakyMailbox:

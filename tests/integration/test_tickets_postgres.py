@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from tickets.db import MIGRATIONS, open_store
-from tickets.models import Source, State
+from tickets.models import Base, Source, State
 from tickets.service import Alert, InvalidTransition, Tickets
 
 from .pg import DEFAULT, PrivateCluster, answers
@@ -77,6 +79,8 @@ def test_lifecycle_and_partial_index_on_postgresql(pg_url: str) -> None:
                 text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
                 {"n": "uq_tickets_open_dedup_key"},
             ).scalar()
+            # the migrations build on PostgreSQL exactly the schema the code uses
+            assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
         assert "UNIQUE" in indexdef and "closed" in indexdef
         t = Tickets(store)
         t.upsert_people(

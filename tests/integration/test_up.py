@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -81,18 +82,34 @@ def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
         assert wait_for(burst_ticket, 30), listed()
         ticket = burst_ticket()[0]
         assert ticket["source"] == "rule" and ticket["count"] == 1
-        # A technician works it; the fault is over, so once the readings have
-        # stayed normal (1 s here) the ticket closes itself.
+        # The supervisor gives it to a technician on the command line; the
+        # technician works it through the API that campus up serves. The fault
+        # is over, so once the readings have stayed normal (1 s here) the
+        # ticket closes itself.
         tid = str(ticket["id"])
-        for step in (
-            ["ack", tid, "--by", "tech-wang-jg"],
-            ["assign", tid, "--technician", "tech-wang-jg", "--by", "supervisor"],
-            ["start", tid, "--by", "tech-wang-jg"],
-            ["resolve", tid, "--by", "tech-wang-jg", "--note", "valve replaced"],
-        ):
-            cmd = [sys.executable, "-m", "campus.cli", "tickets", *step]
+
+        def campus(*args: str) -> str:
+            cmd = [sys.executable, "-m", "campus.cli", *args]
             done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
             assert done.returncode == 0, done.stdout + done.stderr
+            return done.stdout
+
+        campus("tickets", "ack", tid, "--by", "supervisor")
+        campus("tickets", "assign", tid, "--technician", "tech-wang-jg", "--by", "supervisor")
+        campus("users", "add", "wang", "--role", "technician", "--technician", "tech-wang-jg")
+        token = campus("tokens", "create", "wang").strip()
+        api = httpx.Client(
+            base_url=f"http://127.0.0.1:{env['CAMPUS_API_PORT']}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert api.get("/readyz").json() == {
+            "ready": True,
+            "checks": {"database": "ok", "influxdb": "ok", "broker": "ok"},
+        }
+        assert api.post(f"/api/tickets/{tid}/start").status_code == 200
+        r = api.post(f"/api/tickets/{tid}/resolve", json={"note": "valve replaced"})
+        assert r.status_code == 200 and r.json()["state"] == "resolved"
+        api.close()
         assert wait_for(lambda: burst_ticket() == [], 60), listed()  # closed: not listed
 
         # every configured channel heard of it: ops/tickets and the tickets measurement
