@@ -12,6 +12,12 @@ one and the volume counters integrate it; a dead feeder zeroes its subtree,
 holds its energy counters and takes its load off the meters above, so parents
 remain the sum of their children unless a fault (``balance_loss``) is meant to
 break that. Changed values are clipped to their metric's registered range.
+
+The slow faults (``creep``, ``weekday_shape``, ``efficiency_loss``) are for the
+anomaly model rather than the rules: they scale a load instead of adding to it.
+A scaled meter's sub-meters are scaled with it and the meters above carry the
+change, so every parent stays the sum of its children and no balance rule sees
+it; the counters integrate the changed rate.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from campus.registry import Campus, Device
 from simulators.engine import SQRT3
@@ -39,6 +47,9 @@ FAULT_KINDS: dict[str, str] = {
     "counter_reset": "power or water: the cumulative counter restarts from 0 (permanent)",
     "stuck": "any: the sensor freezes and repeats its first reading of the fault",
     "offline": "any: the device publishes nothing; status offline at start, online at end",
+    "creep": "power or water: the load grows by a percentage a day since the start, up to a cap",
+    "weekday_shape": "power or water: the load stays high on weekday nights (22:00-06:00 local)",
+    "efficiency_loss": "hvac with power_kw: draws more power for the same duty, ramped in",
 }
 
 FAULT_TARGETS: dict[str, tuple[str, ...]] = {
@@ -53,6 +64,9 @@ FAULT_TARGETS: dict[str, tuple[str, ...]] = {
     "smoke": ("dorm",),
     "feeder_outage": ("power",),
     "counter_reset": ("power", "water"),
+    "creep": ("power", "water"),
+    "weekday_shape": ("power", "water"),
+    "efficiency_loss": ("hvac",),
 }
 """Device kinds each fault fits; a fault missing here fits any device."""
 
@@ -70,12 +84,17 @@ FAULT_PARAMS: dict[str, dict[str, float]] = {
     "counter_reset": {},
     "stuck": {},
     "offline": {},
+    "creep": {"rate_pct_per_day": 5.0, "max_pct": 30.0},
+    "weekday_shape": {"night_factor": 2.5},
+    "efficiency_loss": {"loss_pct": 25.0, "ramp_h": 24.0},
 }
 """Parameters and their defaults by fault kind (``balance_loss``: extra_lpm on
-water meters, extra_kw on power meters)."""
+water meters, extra_kw on power meters; ``ramp_h`` 0 is a step)."""
 
 BALANCE_PARAM = {"water": "extra_lpm", "power": "extra_kw"}
 SIGNED_PARAMS = frozenset({"rate_c_per_h"})
+NIGHT_HOURS = (22, 6)
+"""Local hours of the night for ``weekday_shape``: from the first (inclusive) to the second."""
 DIGITS: dict[str, int] = {
     "energy_kwh": 3,
     "volume_m3": 4,
@@ -198,7 +217,11 @@ class FaultInjector:
             "smoke": self._smoke,
             "feeder_outage": self._feeder_outage,
             "counter_reset": self._counter_reset,
+            "creep": self._creep,
+            "weekday_shape": self._weekday_shape,
+            "efficiency_loss": self._efficiency_loss,
         }
+        self._tz = ZoneInfo(campus.timezone)
 
     # ----------------------------------------------------------------- public
 
@@ -284,6 +307,14 @@ class FaultInjector:
             return [f"fan_failure needs a fan_on metric, which {device.id!r} does not have"]
         if kind == "balance_loss" and device.id not in self.campus.children:
             return [f"balance_loss needs a parent meter, but {device.id!r} has no sub-meters"]
+        if kind == "efficiency_loss" and "power_kw" not in device.metrics:
+            return [
+                f"efficiency_loss fits hvac devices that draw power (with a power_kw metric), "
+                f"but {device.id!r} has no power_kw"
+            ]
+        if kind in ("creep", "weekday_shape") and METERS[device.kind].rate not in device.metrics:
+            rate = METERS[device.kind].rate
+            return [f"{kind} scales a {rate} metric, which {device.id!r} does not have"]
         if kind == "counter_reset":
             if fault.end is not None:
                 return [f"counter_reset is permanent; leave end unset (got end={fault.end})"]
@@ -518,6 +549,51 @@ class FaultInjector:
         if not plan.finished and plan.device.id in tick.out:
             plan.finished = True
             tick.reset.add(plan.device.id)
+
+    def _scale_load(self, plan: _Plan, tick: _Tick, factor: float) -> None:
+        """Multiply the rate of every leaf meter under (or at) the fault's meter by
+        ``factor``; each leaf's change is carried by every meter above it."""
+        if factor == 1.0:
+            return
+        rate = METERS[plan.device.kind].rate
+        for leaf in [plan.device.id, *plan.descendants]:
+            if leaf in self.campus.children:
+                continue
+            m = tick.out.get(leaf)
+            if m is not None and rate in m:
+                before = m[rate]
+                self._add_rate(tick, leaf, before * (factor - 1))
+                change = m[rate] - before
+            else:
+                change = self._seen.get(leaf, {}).get(rate, 0.0) * (factor - 1)
+            if change:
+                for anc in self._up(leaf):
+                    self._add_rate(tick, anc, change)
+
+    def _creep(self, plan: _Plan, tick: _Tick) -> None:
+        days = (tick.t - plan.fault.start) / 86400
+        grown = min(plan.params["max_pct"], plan.params["rate_pct_per_day"] * days)
+        self._scale_load(plan, tick, 1 + grown / 100)
+
+    def _weekday_shape(self, plan: _Plan, tick: _Tick) -> None:
+        if self._weekday_night(tick.t):
+            self._scale_load(plan, tick, plan.params["night_factor"])
+
+    def _weekday_night(self, t: int) -> bool:
+        """Whether ``t`` is a night hour (:data:`NIGHT_HOURS`) of a Monday to Friday,
+        by the campus's local date and time."""
+        local = datetime.fromtimestamp(t, UTC).astimezone(self._tz)
+        late, early = NIGHT_HOURS
+        return local.weekday() < 5 and (local.hour >= late or local.hour < early)
+
+    def _efficiency_loss(self, plan: _Plan, tick: _Tick) -> None:
+        m = tick.out.get(plan.device.id)
+        if m is None or "power_kw" not in m:
+            return
+        ramp_s = plan.params["ramp_h"] * 3600
+        share = 1.0 if ramp_s <= 0 else min(1.0, (tick.t - plan.fault.start) / ramp_s)
+        factor = 1 + plan.params["loss_pct"] / 100 * share
+        self._set(tick, plan.device.id, "power_kw", m["power_kw"] * factor)
 
 
 def parse_fault_spec(spec: str, now: int) -> Fault:
