@@ -629,6 +629,7 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
 
 def _register_subcommands() -> None:
     from api.cli import api, tokens, users
+    from models.cli import model
     from rules.cli import rules
     from tickets.cli import report, tickets
 
@@ -638,6 +639,7 @@ def _register_subcommands() -> None:
     main.add_command(api)
     main.add_command(users)
     main.add_command(tokens)
+    main.add_command(model)
 
 
 _register_subcommands()

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     rules_group: str = Field("rules", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
     rules_state_interval_s: float = Field(5.0, gt=0)  # how often alert state is saved
 
+    # anomaly models
+    models_dir: Path | None = None  # empty: {var_dir}/models
+
     # tickets
     tickets_client_id: str = "campus-tickets"
     # how long a rule must stay clear after a repair; unset: oncall.yaml's verify_clear
@@ -164,6 +167,11 @@ class Settings(BaseSettings):
     def dead_letter_file(self) -> Path:
         """Where rejected messages are appended (JSON lines)."""
         return self.dead_letter_path or self.var_dir / "dead-letter.jsonl"
+
+    @property
+    def models_folder(self) -> Path:
+        """Where trained anomaly models are kept (models/registry.py)."""
+        return self.models_dir or self.var_dir / "models"
 
     @property
     def spool_folder(self) -> Path:

@@ -45,7 +45,9 @@ class RulesService:
         self.campus = campus
         self.calendar = calendar
         self.rules_file = rules_file
-        self.engine = Engine(load_rules(rules_file, campus), campus, calendar)
+        rules = load_rules(rules_file, campus)
+        self.scorer = self._scorer() if any(r.kind == "anomaly" for r in rules) else None
+        self.engine = Engine(rules, campus, calendar, scorer=self.scorer)
         self.decoder = Decoder(campus)
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -56,6 +58,13 @@ class RulesService:
         self.published = 0
         self._restore()
         self.client = self._make_client()
+
+    def _scorer(self) -> Any:
+        """The anomaly models of the models folder, for the anomaly rules."""
+        from models.registry import Registry
+        from models.scorer import ModelScorer
+
+        return ModelScorer(Registry(self.settings.models_folder))
 
     # ------------------------------------------------------------------ state
 
@@ -93,7 +102,9 @@ class RulesService:
             return
         with self.lock:
             snap = self.engine.snapshot()
-            engine = Engine(rules, self.campus, self.calendar)
+            if self.scorer is None and any(r.kind == "anomaly" for r in rules):
+                self.scorer = self._scorer()
+            engine = Engine(rules, self.campus, self.calendar, scorer=self.scorer)
             engine.restore(snap, now_ms=int(time.time() * 1000))
             self.engine = engine
         log.info("reloaded %d rules from %s", len(rules), self.rules_file)
@@ -148,6 +159,9 @@ class RulesService:
     def _publish(self, events: list[AlertEvent]) -> None:
         for ev in events:
             doc = ev.to_json()
+            plot = self._anomaly_plot(ev)
+            if plot is not None:
+                doc["plot"] = str(plot)
             text = json.dumps(doc, separators=(",", ":"))
             self.client.publish(ev.topic, text, qos=1)
             self._log.write(text + "\n")
@@ -163,6 +177,19 @@ class RulesService:
             )
         if events:
             self._log.flush()
+
+    def _anomaly_plot(self, ev: AlertEvent) -> Path | None:
+        """For a firing anomaly alert, the PNG of the device's last day."""
+        rule = self.engine.rules.get(ev.rule)
+        if self.scorer is None or ev.state != "firing" or rule is None or rule.kind != "anomaly":
+            return None
+        path = self.settings.var_dir / "anomaly" / f"{ev.device}-{ev.ts_ms}.png"
+        try:
+            plot: Path | None = self.scorer.plot(ev.device, path)
+        except Exception:  # a picture must never stop an alert
+            log.exception("could not draw the anomaly of %s", ev.device)
+            return None
+        return plot
 
     # -------------------------------------------------------------- lifecycle
 

@@ -140,13 +140,22 @@ class Alert:
                 building=str(doc["building"]),
                 trade=str(doc["trade"]),
                 title=str(doc["title"]),
-                description=str(doc.get("text") or ""),
+                description=_describe(doc),
                 device=doc.get("device"),
                 rule=doc.get("rule"),
                 at=datetime.fromtimestamp(int(doc["ts_ms"]) / 1000, UTC),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise TicketError(f"alert document refused: {exc!r}") from None
+
+
+def _describe(doc: Mapping[str, Any]) -> str:
+    """A ticket's description from an alert: its text, what the rule saw (an
+    anomaly alert says what the model expected and why) and its plot, if any."""
+    parts = [str(doc.get(k)) for k in ("text", "detail") if doc.get(k)]
+    if doc.get("plot"):
+        parts.append(f"Plot of the last day: {doc['plot']}")
+    return "\n\n".join(parts)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,10 @@ class Scorer(Protocol):
     def score(self, device: Device, ts_ms: int, metrics: Mapping[str, float]) -> float | None:
         """An anomaly score for one reading (higher is stranger), or None."""
 
+    def explain(self, device: str) -> str | None:
+        """What the latest score of ``device`` rests on (expected value, band,
+        drivers), or None."""
+
 
 class AnomalyParams(Params):
     threshold: float = Field(gt=0)
@@ -39,7 +43,10 @@ class AnomalyCondition(Condition):
         s = scorer.score(self.device, ts_ms, metrics)
         if s is None:
             return None
-        return Verdict(s > self.threshold, s, f"anomaly score {s:.2f} > {self.threshold:g}")
+        explain = getattr(scorer, "explain", None)  # optional for simple scorers
+        why = explain(self.device.id) if explain is not None else None
+        text = f"anomaly score {s:.2f} > {self.threshold:g}" + (f": {why}" if why else "")
+        return Verdict(s > self.threshold, s, text)
 
 
 class Anomaly(Kind):

@@ -317,8 +317,17 @@ def test_alert_from_a_rules_engine_document() -> None:
         Source.rule,
         datetime.fromtimestamp(1_790_000_000, UTC),
     )
+    assert a.description == "flow 0.4 m3/h at 03:00"
     with pytest.raises(TicketError, match="alert document refused"):
         Alert.from_rule_event({"rule": "x"})
+    # an anomaly alert's ticket says what the model expected, and links its plot
+    odd = Alert.from_rule_event(
+        {**doc, "detail": "anomaly score 0.97 > 0.9: expected 42 kW", "plot": "var/anomaly/x.png"}
+    )
+    assert odd.description == (
+        "flow 0.4 m3/h at 03:00\n\nanomaly score 0.97 > 0.9: expected 42 kW"
+        "\n\nPlot of the last day: var/anomaly/x.png"
+    )
 
 
 # ----------------------------------------------------------- SLA and escalation

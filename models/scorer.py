@@ -1,0 +1,172 @@
+"""Online scoring for the rules engine's ``anomaly`` kind.
+
+:class:`ModelScorer` is the engine's :class:`~rules.kinds.anomaly.Scorer`: for
+each reading of a device with a trained model it returns the model's score
+in [0, 1], computed in one vectorised call over the reading and the device's
+recent past: its last ``context`` readings in full and, before them, one
+reading every ``sparse_step_s`` over the eight days before (what the lag
+features a day and a week back need). The score of a reading never depends
+on later readings.
+
+Cold start: a device without a model gets no score (so anomaly rules stay
+silent for it), said once in the log; a model file that cannot be used is
+said once too, and the device stays silent until a good model is trained.
+Models are looked up again every ``reload_s`` seconds, so a retraining is
+picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from campus.registry import Device
+from models.base import Detector, ModelError
+from models.explain import explanation, plot_day
+from models.registry import Registry
+from models.train import MODELLED
+
+log = logging.getLogger("campus.models")
+
+EIGHT_DAYS_MS = 8 * 86_400_000
+
+
+@dataclass
+class _Device:
+    metric: str
+    detector: Detector | None
+    version: int | None
+    loaded_at: float
+    times: deque[int] = field(default_factory=deque)  # the last `context` readings
+    values: deque[float] = field(default_factory=deque)
+    old_times: deque[int] = field(default_factory=deque)  # one per sparse step, 8 days back
+    old_values: deque[float] = field(default_factory=deque)
+    frame: pd.DataFrame | None = None  # what the latest score was computed on
+
+
+class ModelScorer:
+    """Scores live readings with the newest model of each device."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        context: int = 180,
+        sparse_step_s: float = 900.0,
+        reload_s: float = 300.0,
+        clock: object = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.context = context
+        self.sparse_step_ms = int(sparse_step_s * 1000)
+        self.reload_s = reload_s
+        self._clock = clock
+        self._devices: dict[str, _Device] = {}
+        self._said: set[str] = set()
+        self.last: dict[str, str] = {}  # device -> explanation of its latest score
+
+    def _entry(self, device: Device) -> _Device | None:
+        now = self._clock()  # type: ignore[operator]
+        entry = self._devices.get(device.id)
+        if entry is not None and now - entry.loaded_at < self.reload_s:
+            return entry
+        modelled = MODELLED.get(device.kind)
+        if modelled is None:
+            return None
+        metric = modelled[0]
+        detector, version = None, None
+        try:
+            saved = self.registry.latest(device.id, metric)
+            if saved is None:
+                self._once(
+                    device.id,
+                    f"no anomaly model for {device.id} yet: its anomaly rules stay silent "
+                    "until `campus model train` makes one",
+                )
+            elif entry is not None and entry.version == saved.version:
+                detector, version = entry.detector, entry.version
+            else:
+                detector, version = self.registry.load(saved), saved.version
+                log.info("anomaly model %s/%s v%d loaded", device.id, metric, version)
+        except ModelError as exc:
+            self._once(device.id, f"anomaly model of {device.id} not used: {exc}")
+        if entry is None:
+            entry = _Device(metric, detector, version, now)
+            self._devices[device.id] = entry
+        else:
+            entry.detector, entry.version, entry.loaded_at = detector, version, now
+        return entry
+
+    def _once(self, key: str, message: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            log.warning("%s", message)
+
+    def prime(self, device: Device, readings: Sequence[tuple[int, float]]) -> None:
+        """Take ``device``'s past readings (epoch ms, value of its modelled metric)
+        as context without scoring them: a restarted engine need not wait a
+        week for its lag features."""
+        entry = self._entry(device)
+        if entry is None:
+            return
+        for ts_ms, value in readings:
+            self._remember(entry, ts_ms, value)
+
+    def _remember(self, entry: _Device, ts_ms: int, value: float) -> None:
+        times, values = entry.times, entry.values
+        times.append(ts_ms)
+        values.append(value)
+        while len(times) > self.context:
+            t, v = times.popleft(), values.popleft()
+            old = entry.old_times
+            if not old or t - old[-1] >= self.sparse_step_ms:
+                old.append(t)
+                entry.old_values.append(v)
+            while old and old[0] < ts_ms - EIGHT_DAYS_MS:
+                old.popleft()
+                entry.old_values.popleft()
+
+    def score(self, device: Device, ts_ms: int, metrics: Mapping[str, float]) -> float | None:
+        """The model's score of this reading, or None (no model, metric missing)."""
+        entry = self._entry(device)
+        if entry is None or entry.detector is None:
+            return None
+        value = metrics.get(entry.metric)
+        if value is None:
+            return None
+        times, values = entry.times, entry.values
+        if times and ts_ms <= times[-1]:
+            return None  # a repeat or an older reading: already scored in its turn
+        self._remember(entry, ts_ms, float(value))
+        all_times = [*entry.old_times, *times]
+        all_values = [*entry.old_values, *values]
+        frame = pd.DataFrame(
+            {"value": np.asarray(all_values, dtype=float)},
+            index=pd.to_datetime(np.asarray(all_times, dtype=np.int64), unit="ms", utc=True),
+        )
+        entry.frame = frame
+        row = entry.detector.score_last(frame).iloc[-1]
+        self.last[device.id] = explanation(row, float(value), device.metrics[entry.metric].unit)
+        return float(row["score"])
+
+    def explain(self, device: str) -> str | None:
+        """The explanation of ``device``'s latest score."""
+        return self.last.get(device)
+
+    def plot(self, device: str, path: Path, threshold: float = 0.5) -> Path | None:
+        """A PNG of ``device``'s last day as its model saw it, or None without one."""
+        entry = self._devices.get(device)
+        if entry is None or entry.detector is None or entry.frame is None:
+            return None
+        frame = entry.frame
+        day = frame[frame.index >= frame.index[-1] - pd.Timedelta(days=1)]
+        scored = entry.detector.score(frame).loc[day.index]
+        title = f"{device} {entry.metric}: the last day, model v{entry.version}"
+        return plot_day(day, scored, path, title, threshold)

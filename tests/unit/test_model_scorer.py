@@ -1,0 +1,81 @@
+"""The rules engine's anomaly scorer: silent without a model (said once), picks
+up a newly trained version, explains each score, and refuses a bad file once."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from campus.registry import Campus
+from models.detectors import make
+from models.registry import Registry
+from models.scorer import ModelScorer
+
+DEVICE = "pm-teach-1-f1"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def history(days: int = 10) -> pd.DataFrame:
+    index = pd.date_range("2026-10-12", periods=days * 96, freq="15min", tz="UTC")
+    hours = index.hour.to_numpy() + index.minute.to_numpy() / 60
+    rng = np.random.default_rng(3)
+    values = 40 + 20 * np.sin(hours / 24 * 2 * np.pi) + rng.normal(0, 1, len(index))
+    return pd.DataFrame({"value": values}, index=index)
+
+
+def test_cold_start_then_a_trained_model_is_picked_up(
+    campus: Campus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    device = campus.get(DEVICE)
+    assert device is not None
+    registry = Registry(tmp_path)
+    clock = Clock()
+    scorer = ModelScorer(registry, reload_s=60, clock=clock)
+    h = history()
+    ts = int(h.index[-1].value // 1_000_000) + 900_000
+    with caplog.at_level(logging.WARNING, logger="campus.models"):
+        assert scorer.score(device, ts, {"power_kw": 40.0}) is None
+        assert scorer.score(device, ts + 60_000, {"power_kw": 40.0}) is None
+    said = [r.getMessage() for r in caplog.records if DEVICE in r.getMessage()]
+    assert len(said) == 1 and "campus model train" in said[0]  # once, not per reading
+
+    registry.save(DEVICE, "power_kw", make("seasonal").fit(h), {"rows": len(h)})
+    clock.t += 61  # the scorer looks again after reload_s
+    scorer.prime(device, [(int(t.value // 1_000_000), float(v)) for t, v in h["value"].items()])
+    normal = scorer.score(device, ts + 120_000, {"power_kw": float(h["value"].iloc[-96])})
+    odd = scorer.score(device, ts + 180_000, {"power_kw": 400.0})
+    assert normal is not None and odd is not None
+    assert normal < 0.5 < 0.9 < odd
+    why = scorer.explain(DEVICE)
+    assert why is not None and why.startswith("expected ") and "actual 400 kW" in why
+    assert scorer.score(device, ts + 180_000, {"power_kw": 1.0}) is None  # a repeat: scored once
+    assert scorer.score(device, ts + 240_000, {"voltage_v": 230.0}) is None  # not its metric
+    png = scorer.plot(DEVICE, tmp_path / "day.png")
+    assert png is not None and png.stat().st_size > 5_000
+
+
+def test_a_model_that_cannot_be_read_is_said_once_and_stays_silent(
+    campus: Campus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    device = campus.get(DEVICE)
+    assert device is not None
+    registry = Registry(tmp_path)
+    saved = registry.save(DEVICE, "power_kw", make("static").fit(history()), {})
+    saved.path.write_bytes(b"garbage")
+    scorer = ModelScorer(registry)
+    with caplog.at_level(logging.WARNING, logger="campus.models"):
+        for i in range(3):
+            assert scorer.score(device, 1_790_000_000_000 + i, {"power_kw": 1.0}) is None
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "is corrupt" in said[0]
