@@ -52,6 +52,11 @@ class Detector(ABC):
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Expected value, band, score in [0, 1] and drivers for each row of ``frame``."""
 
+    def lookback(self) -> pd.Timedelta:
+        """How far before a row :meth:`score` looks to score it (its lag
+        features); online scoring passes no more past than this."""
+        return pd.Timedelta(days=8)
+
     def score_last(self, frame: pd.DataFrame, n: int = 1) -> pd.DataFrame:
         """The scores of the last ``n`` rows of ``frame``; the rows before them
         are only context (for lag features). Equal to ``score(frame).iloc[-n:]``;

@@ -170,6 +170,11 @@ class StaticThreshold(Detector):
     """
 
     name: ClassVar[str] = "static"
+
+    def lookback(self) -> pd.Timedelta:
+        """None: a reading is judged against the fixed band alone."""
+        return pd.Timedelta(0)
+
     version: ClassVar[int] = 1
 
     def __init__(

@@ -284,4 +284,4 @@ def _evaluate_simulated(names: list[str], plot_dir: Path | None, as_json: bool) 
         found = "missed" if r["delay_h"] is None else f"{r['delay_h']:.1f} h"
         click.echo(f"{r['case']:<36} {r['detector']:<10} {r['false_alerts']:>12} {found:>12}")
     for kind, name in report["best"].items():
-        click.echo(f"best for {kind}: {name}")
+        click.echo(f"best for {kind}: {name} (cost {report['cost'][kind]:.2f})")

@@ -74,6 +74,11 @@ class ResidualForest(Detector):
     """
 
     name: ClassVar[str] = "forest"
+
+    def lookback(self) -> pd.Timedelta:
+        """The residual spread's window (the previous reading is inside it)."""
+        return pd.Timedelta(self.window)
+
     version: ClassVar[int] = 1
 
     def __init__(

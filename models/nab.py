@@ -509,3 +509,25 @@ def _increasing(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out.index = pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True), name=frame.index.name)
     return out
+
+
+def onsets(scores: np.ndarray, window: int) -> np.ndarray:
+    """Only the onsets of ``scores``: a row keeps its score where it is higher
+    than every score of the ``window`` rows before it, and is 0 elsewhere.
+
+    A detector's score stays high through an anomaly and rises and falls
+    with noise; NAB rewards the first detection in a window and charges every
+    detection outside one, so what it should be shown is when something new
+    begins. Each row still uses only the rows before it.
+    """
+    s = np.asarray(scores, dtype=float)
+    if len(s) == 0 or window < 1:
+        return s.copy()
+    before = pd.Series(s).shift(1).rolling(window, min_periods=1).max().to_numpy()
+    return np.where(np.isnan(before) | (s > before), s, 0.0)
+
+
+def onset_window(n: int) -> int:
+    """The look-back of :func:`onsets` for a series of ``n`` rows: a fifth of
+    its probationary period, at least 12 rows (chosen before any scoring)."""
+    return max(12, probation_rows(n) // 5)

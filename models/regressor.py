@@ -77,6 +77,11 @@ class QuantileRegressor(Detector):
     """
 
     name: ClassVar[str] = "regressor"
+
+    def lookback(self) -> pd.Timedelta:
+        """A week and an hour with the week lag, else a day and an hour."""
+        return pd.Timedelta(days=7 if "lag_1w" in self.lags else 1, hours=1)
+
     version: ClassVar[int] = 1
 
     def __init__(

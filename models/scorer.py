@@ -2,15 +2,17 @@
 
 :class:`ModelScorer` is the engine's :class:`~rules.kinds.anomaly.Scorer`: for
 each reading of a device with a trained model it returns the model's score
-in [0, 1], computed in one vectorised call over the reading and the device's
-recent past: its last ``context`` readings in full and, before them, one
-reading every ``sparse_step_s`` over the eight days before (what the lag
-features a day and a week back need). The score of a reading never depends
-on later readings.
+in [0, 1], computed in one vectorised call over the reading and as much of
+the device's recent past as the detector looks back (``Detector.lookback``:
+nothing for the seasonal and static detectors, an hour for the forest, a
+day for the regressor): its last ``context`` readings in full and, before
+them, one reading every ``sparse_step_s`` over the eight days before. The
+score of a reading never depends on later readings.
 
 Cold start: a device without a model gets no score (so anomaly rules stay
-silent for it), said once in the log; a model file that cannot be used is
-said once too, and the device stays silent until a good model is trained.
+silent for it), said once in the log for all such devices; a model file that
+cannot be used is said once per device, and the device stays silent until a
+good model is trained.
 Models are looked up again every ``reload_s`` seconds, so a retraining is
 picked up without a restart.
 """
@@ -48,7 +50,6 @@ class _Device:
     values: deque[float] = field(default_factory=deque)
     old_times: deque[int] = field(default_factory=deque)  # one per sparse step, 8 days back
     old_values: deque[float] = field(default_factory=deque)
-    frame: pd.DataFrame | None = None  # what the latest score was computed on
 
 
 class ModelScorer:
@@ -70,6 +71,7 @@ class ModelScorer:
         self._clock = clock
         self._devices: dict[str, _Device] = {}
         self._said: set[str] = set()
+        self._said_missing = False
         self.last: dict[str, str] = {}  # device -> explanation of its latest score
 
     def _entry(self, device: Device) -> _Device | None:
@@ -85,11 +87,7 @@ class ModelScorer:
         try:
             saved = self.registry.latest(device.id, metric)
             if saved is None:
-                self._once(
-                    device.id,
-                    f"no anomaly model for {device.id} yet: its anomaly rules stay silent "
-                    "until `campus model train` makes one",
-                )
+                self._missing(device.id)
             elif entry is not None and entry.version == saved.version:
                 detector, version = entry.detector, entry.version
             else:
@@ -103,6 +101,18 @@ class ModelScorer:
         else:
             entry.detector, entry.version, entry.loaded_at = detector, version, now
         return entry
+
+    def _missing(self, device: str) -> None:
+        """Say once that devices lack models (a fresh campus lacks them all)."""
+        if not self._said_missing:
+            self._said_missing = True
+            log.warning(
+                "no anomaly model for %s yet: anomaly rules stay silent for it and for every "
+                "other device without one until `campus model train` makes them",
+                device,
+            )
+        else:
+            log.debug("no anomaly model for %s yet", device)
 
     def _once(self, key: str, message: str) -> None:
         if key not in self._said:
@@ -145,14 +155,14 @@ class ModelScorer:
         if times and ts_ms <= times[-1]:
             return None  # a repeat or an older reading: already scored in its turn
         self._remember(entry, ts_ms, float(value))
-        all_times = [*entry.old_times, *times]
-        all_values = [*entry.old_values, *values]
-        frame = pd.DataFrame(
-            {"value": np.asarray(all_values, dtype=float)},
-            index=pd.to_datetime(np.asarray(all_times, dtype=np.int64), unit="ms", utc=True),
-        )
-        entry.frame = frame
-        row = entry.detector.score_last(frame).iloc[-1]
+        since = ts_ms - int(entry.detector.lookback().total_seconds() * 1000)
+        all_times = [t for t in entry.old_times if t >= since]
+        all_values = list(entry.old_values)[len(entry.old_values) - len(all_times) :]
+        recent = [i for i, t in enumerate(times) if t >= since]
+        first = recent[0] if recent else len(times) - 1
+        all_times += list(times)[first:]
+        all_values += list(values)[first:]
+        row = entry.detector.score_last(_frame(all_times, all_values)).iloc[-1]
         self.last[device.id] = explanation(row, float(value), device.metrics[entry.metric].unit)
         return float(row["score"])
 
@@ -163,10 +173,18 @@ class ModelScorer:
     def plot(self, device: str, path: Path, threshold: float = 0.5) -> Path | None:
         """A PNG of ``device``'s last day as its model saw it, or None without one."""
         entry = self._devices.get(device)
-        if entry is None or entry.detector is None or entry.frame is None:
+        if entry is None or entry.detector is None or not entry.times:
             return None
-        frame = entry.frame
+        frame = _frame([*entry.old_times, *entry.times], [*entry.old_values, *entry.values])
         day = frame[frame.index >= frame.index[-1] - pd.Timedelta(days=1)]
         scored = entry.detector.score(frame).loc[day.index]
         title = f"{device} {entry.metric}: the last day, model v{entry.version}"
         return plot_day(day, scored, path, title, threshold)
+
+
+def _frame(times: Sequence[int], values: Sequence[float]) -> pd.DataFrame:
+    """Readings (epoch ms, value) as a detector's frame."""
+    return pd.DataFrame(
+        {"value": np.asarray(values, dtype=float)},
+        index=pd.to_datetime(np.asarray(times, dtype=np.int64), unit="ms", utc=True),
+    )

@@ -77,6 +77,11 @@ class SeasonalBaseline(Detector):
     """
 
     name: ClassVar[str] = "seasonal"
+
+    def lookback(self) -> pd.Timedelta:
+        """None: a reading is judged by its own time alone."""
+        return pd.Timedelta(0)
+
     version: ClassVar[int] = 1
 
     def __init__(

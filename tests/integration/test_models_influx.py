@@ -66,7 +66,7 @@ def test_train_score_and_fire_on_a_creeping_meter(settings: Settings, tmp_path: 
     train_until = creep.isoformat()
     done = run_campus(
         cfg, "model", "train", "--since", START.isoformat(), "--until", train_until,
-        "--devices", POWER, "--devices", WATER,
+        "--devices", POWER, "--devices", WATER, "--detector", "seasonal",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{POWER}/power_kw v1" in done.stdout

@@ -11,7 +11,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from campus.cli import main
-from models.simeval import alerts, best_per_kind
+from models.simeval import alerts, best_per_kind, cost
 
 NAB = Path("/work/shared/datasets/nab")
 
@@ -58,11 +58,14 @@ def test_an_alert_needs_the_score_high_for_the_hold_time() -> None:
     assert fired == [index[80]]
 
 
-def test_the_best_detector_misses_least_then_alarms_least_then_finds_soonest() -> None:
+def test_the_best_detector_is_the_one_whose_results_cost_least() -> None:
     rows = [
-        {"kind": "power", "detector": "a", "false_alerts": 0, "delay_h": None},
-        {"kind": "power", "detector": "b", "false_alerts": 3, "delay_h": 2.0},
-        {"kind": "power", "detector": "c", "false_alerts": 1, "delay_h": 9.0},
-        {"kind": "power", "detector": "d", "false_alerts": 1, "delay_h": 4.0},
+        {"kind": "power", "detector": "a", "false_alerts": 0, "delay_h": None},  # 1
+        {"kind": "power", "detector": "b", "false_alerts": 3, "delay_h": 2.0},  # 0.76
+        {"kind": "power", "detector": "c", "false_alerts": 1, "delay_h": 9.0},  # 0.30
+        {"kind": "power", "detector": "d", "false_alerts": 1, "delay_h": 4.0},  # 0.27
+        {"kind": "hvac", "detector": "noisy", "false_alerts": 17, "delay_h": 1.0},  # 4.26
+        {"kind": "hvac", "detector": "quiet", "false_alerts": 0, "delay_h": None},  # 1
     ]
-    assert best_per_kind(rows) == {"power": "d"}
+    assert best_per_kind(rows) == {"power": "d", "hvac": "quiet"}
+    assert cost(rows[:1]) == 1.0 and round(cost(rows[3:4]), 4) == round(0.25 + 4 / 168, 4)

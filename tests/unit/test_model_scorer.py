@@ -47,8 +47,11 @@ def test_cold_start_then_a_trained_model_is_picked_up(
     with caplog.at_level(logging.WARNING, logger="campus.models"):
         assert scorer.score(device, ts, {"power_kw": 40.0}) is None
         assert scorer.score(device, ts + 60_000, {"power_kw": 40.0}) is None
-    said = [r.getMessage() for r in caplog.records if DEVICE in r.getMessage()]
-    assert len(said) == 1 and "campus model train" in said[0]  # once, not per reading
+        other = campus.get("pm-teach-1-f2")
+        assert other is not None
+        assert scorer.score(other, ts, {"power_kw": 40.0}) is None
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and "campus model train" in said[0]  # once, not per reading or device
 
     registry.save(DEVICE, "power_kw", make("seasonal").fit(h), {"rows": len(h)})
     clock.t += 61  # the scorer looks again after reload_s

@@ -19,6 +19,8 @@ from models.nab import (
     evaluate,
     load_corpus,
     normalised,
+    onset_window,
+    onsets,
     optimise_threshold,
     probation_rows,
     row_weights,
@@ -344,3 +346,12 @@ def test_window_not_on_a_row(tmp_path: Path) -> None:
         load_corpus(tmp_path)
     with pytest.raises(ModelError, match="no entry"):
         load_corpus(tmp_path, ["cat/b.csv"])
+
+
+def test_onsets_keep_only_new_highs_and_never_look_ahead() -> None:
+    s = np.array([0.1, 0.9, 0.95, 0.9, 0.2, 0.1, 0.1, 0.1, 0.8, 0.99])
+    out = onsets(s, window=3)
+    assert out.tolist() == [0.1, 0.9, 0.95, 0.0, 0.0, 0.0, 0.0, 0.0, 0.8, 0.99]
+    for k in range(1, len(s)):  # a prefix gives the same rows
+        assert onsets(s[:k], 3).tolist() == out[:k].tolist()
+    assert onset_window(100) == 12 and onset_window(10_000) == 150
