@@ -43,6 +43,19 @@ class Detector(ABC):
 
     name: ClassVar[str]
     version: ClassVar[int] = 1  # bump when state() changes shape: old files are refused
+    _fit: dict[str, Any] | None = None  # what fit() learned
+    PARAMS: ClassVar[tuple[str, ...]] = ()  # constructor arguments saved with the state
+    tz: str = "UTC"
+
+    def _params(self) -> dict[str, Any]:
+        """The constructor arguments (but the calendar), as :meth:`state` saves them."""
+        return {"tz": self.tz, **{name: getattr(self, name) for name in self.PARAMS}}
+
+    def _fitted(self) -> dict[str, Any]:
+        """What :meth:`fit` learned; :class:`ModelError` before it ran."""
+        if self._fit is None:
+            raise ModelError(f"{self.name} detector is not fitted")
+        return self._fit
 
     @abstractmethod
     def fit(self, history: pd.DataFrame) -> Detector:

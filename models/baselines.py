@@ -84,17 +84,15 @@ class RollingZScore(Detector):
         self.min_history = int(min_history)
         self._fit: dict[str, float] | None = None
 
-    def _params(self) -> dict[str, Any]:
-        return {
-            "tz": self.tz,
-            "window": self.window,
-            "min_periods": self.min_periods,
-            "k": self.k,
-            "slope": self.slope,
-            "floor_fraction": self.floor_fraction,
-            "epsilon": self.epsilon,
-            "min_history": self.min_history,
-        }
+    PARAMS: ClassVar[tuple[str, ...]] = (
+        "window",
+        "min_periods",
+        "k",
+        "slope",
+        "floor_fraction",
+        "epsilon",
+        "min_history",
+    )
 
     def fit(self, history: pd.DataFrame) -> RollingZScore:
         """Learn the mean, standard deviation and spread floor of the history."""
@@ -108,11 +106,6 @@ class RollingZScore(Detector):
             "floor": spread_floor(med, spread, fraction=self.floor_fraction, epsilon=self.epsilon),
         }
         return self
-
-    def _fitted(self) -> dict[str, float]:
-        if self._fit is None:
-            raise ModelError(f"{self.name} detector is not fitted")
-        return self._fit
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Rolling mean +/- k rolling standard deviations and the logistic z score."""
@@ -201,16 +194,14 @@ class StaticThreshold(Detector):
         self.min_history = int(min_history)
         self._fit: dict[str, float] | None = None
 
-    def _params(self) -> dict[str, Any]:
-        return {
-            "tz": self.tz,
-            "q_low": self.q_low,
-            "q_high": self.q_high,
-            "margin": self.margin,
-            "floor_fraction": self.floor_fraction,
-            "epsilon": self.epsilon,
-            "min_history": self.min_history,
-        }
+    PARAMS: ClassVar[tuple[str, ...]] = (
+        "q_low",
+        "q_high",
+        "margin",
+        "floor_fraction",
+        "epsilon",
+        "min_history",
+    )
 
     def fit(self, history: pd.DataFrame) -> StaticThreshold:
         """Learn the band from the history's extreme quantiles."""
@@ -230,11 +221,6 @@ class StaticThreshold(Detector):
             "upper": centre + half,
         }
         return self
-
-    def _fitted(self) -> dict[str, float]:
-        if self._fit is None:
-            raise ModelError(f"{self.name} detector is not fitted")
-        return self._fit
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The fixed band and each reading's band score."""

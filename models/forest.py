@@ -126,21 +126,19 @@ class ResidualForest(Detector):
         self.random_state = int(random_state)
         self._fit: dict[str, Any] | None = None
 
-    def _params(self) -> dict[str, Any]:
-        return {
-            "tz": self.tz,
-            "k": self.k,
-            "min_count": self.min_count,
-            "window": self.window,
-            "n_estimators": self.n_estimators,
-            "max_samples": self.max_samples,
-            "max_train": self.max_train,
-            "calibration_quantile": self.calibration_quantile,
-            "folds": self.folds,
-            "top_k": self.top_k,
-            "min_history": self.min_history,
-            "random_state": self.random_state,
-        }
+    PARAMS: ClassVar[tuple[str, ...]] = (
+        "k",
+        "min_count",
+        "window",
+        "n_estimators",
+        "max_samples",
+        "max_train",
+        "calibration_quantile",
+        "folds",
+        "top_k",
+        "min_history",
+        "random_state",
+    )
 
     def _residuals(
         self, frame: pd.DataFrame, v: np.ndarray, baseline: SeasonalBaseline
@@ -220,11 +218,6 @@ class ResidualForest(Detector):
             "spread": spread.astype(float),
         }
         return self
-
-    def _fitted(self) -> dict[str, Any]:
-        if self._fit is None:
-            raise ModelError(f"{self.name} detector is not fitted")
-        return self._fit
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Calibrated isolation score, the baseline's band and the most unusual features."""

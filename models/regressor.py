@@ -231,11 +231,6 @@ class QuantileRegressor(Detector):
         }
         return self
 
-    def _fitted(self) -> dict[str, Any]:
-        if self._fit is None:
-            raise ModelError(f"{self.name} detector is not fitted")
-        return self._fit
-
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Quantile band of every row, its band score and the features behind the median."""
         v = check_frame(frame)

@@ -108,16 +108,14 @@ class SeasonalBaseline(Detector):
         self.min_history = int(min_history)
         self._fit: dict[str, Any] | None = None
 
-    def _params(self) -> dict[str, Any]:
-        return {
-            "tz": self.tz,
-            "k": self.k,
-            "min_count": self.min_count,
-            "prior_count": self.prior_count,
-            "floor_fraction": self.floor_fraction,
-            "epsilon": self.epsilon,
-            "min_history": self.min_history,
-        }
+    PARAMS: ClassVar[tuple[str, ...]] = (
+        "k",
+        "min_count",
+        "prior_count",
+        "floor_fraction",
+        "epsilon",
+        "min_history",
+    )
 
     def fit(self, history: pd.DataFrame) -> SeasonalBaseline:
         """Learn the median and spread of every (period, hour of week) cell."""
@@ -168,11 +166,6 @@ class SeasonalBaseline(Detector):
             "floor": floor,
         }
         return self
-
-    def _fitted(self) -> dict[str, Any]:
-        if self._fit is None:
-            raise ModelError(f"{self.name} detector is not fitted")
-        return self._fit
 
     @property
     def global_median(self) -> float:
