@@ -253,11 +253,11 @@ def evaluate_cmd(
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"{'detector':<10} {'standard':>9} {'low_fp':>8} {'low_fn':>8} {'F1':>6}  held out")
+    click.echo(f"{'detector':<16} {'standard':>9} {'low_fp':>8} {'low_fn':>8} {'F1':>6}  held out")
     for name, fig in report["detectors"].items():
         held = fig["held_out"]
         click.echo(
-            f"{name:<10} {fig['standard']:>9.1f} {fig['low_fp']:>8.1f} {fig['low_fn']:>8.1f} "
+            f"{name:<16} {fig['standard']:>9.1f} {fig['low_fp']:>8.1f} {fig['low_fn']:>8.1f} "
             f"{fig['f1']:>6.2f}  {held['standard']:.1f} / {held['low_fp']:.1f} / "
             f"{held['low_fn']:.1f}"
         )

@@ -32,7 +32,7 @@ log = logging.getLogger("campus.models")
 MODELLED: dict[str, tuple[str, str]] = {
     "power": ("power_kw", "static"),
     "water": ("flow_lpm", "seasonal"),
-    "hvac": ("power_kw", "regressor"),
+    "hvac": ("power_kw", "seasonal"),
     "dorm": ("temp_c", "seasonal"),
 }
 
