@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
@@ -579,12 +579,19 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
             svc.start()
             started.append(svc)
         exe = [sys.executable, "-m", "campus.cli"]
+        listeners = ("ingest", "rules")
+        for name in listeners:
+            s.ready_file(name).unlink(missing_ok=True)
         names = ["ingest", "rules", "tickets", "api"]
         children.append(subprocess.Popen([*exe, "ingest"]))
         children.append(subprocess.Popen([*exe, "rules", "run"]))
         children.append(subprocess.Popen([*exe, "tickets", "serve"]))
         children.append(subprocess.Popen([*exe, "api"]))
         if with_sim:
+            # The simulated campus starts once the ingester and the rules engine
+            # listen: what it publishes before the rules engine's first
+            # subscription would never reach the rules.
+            _wait_ready(s, listeners, children, timeout=60)
             # Paced so that a broker with Debian's default queue limit (1000
             # messages per subscriber) is not overrun while the backfill plays.
             sim_args = ["simulate", "--rate", "1500", *(f"--fault={f}" for f in faults)]
@@ -625,6 +632,21 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
         for svc in reversed(started):
             click.echo(f"{svc.name}: stopping")
             svc.stop()
+
+
+def _wait_ready(
+    s: Settings, services: Sequence[str], children: list[subprocess.Popen[bytes]], timeout: float
+) -> None:
+    """Wait until each of ``services`` said it listens (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    waiting = [name for name in services if not s.ready_file(name).exists()]
+    while waiting and time.monotonic() < deadline:
+        if any(c.poll() is not None for c in children):
+            return  # a child died: the loop below reports it
+        time.sleep(0.1)
+        waiting = [name for name in services if not s.ready_file(name).exists()]
+    if waiting:
+        click.echo(f"still waiting for {', '.join(waiting)} to subscribe; starting anyway")
 
 
 def _register_subcommands() -> None:

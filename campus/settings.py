@@ -168,6 +168,11 @@ class Settings(BaseSettings):
         """Where rejected messages are appended (JSON lines)."""
         return self.dead_letter_path or self.var_dir / "dead-letter.jsonl"
 
+    def ready_file(self, service: str) -> Path:
+        """Written by a service once the broker confirmed its subscription
+        (``campus up`` starts the simulated campus only after them)."""
+        return self.var_dir / "run" / f"{service}.ready"
+
     @property
     def models_folder(self) -> Path:
         """Where trained anomaly models are kept (models/registry.py)."""
@@ -182,6 +187,13 @@ class Settings(BaseSettings):
     def mqtt(self) -> MqttTarget:
         """The broker URL, split."""
         return MqttTarget.parse(self.mqtt_url)
+
+
+def mark_ready(settings: Settings, service: str) -> None:
+    """Say that ``service`` listens (see :meth:`Settings.ready_file`)."""
+    path = settings.ready_file(service)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
 
 
 class MqttTarget:

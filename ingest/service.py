@@ -33,7 +33,7 @@ from campus.influx import InfluxClient
 from campus.lineprotocol import float_template, float_texts, point, series
 from campus.reading import Reading
 from campus.registry import Campus
-from campus.settings import Settings, stream_topic
+from campus.settings import Settings, mark_ready, stream_topic
 from ingest.deadletter import DeadLetter
 from ingest.decode import Decoder, Limits, StatusEvent
 from ingest.gaps import Filled, Gap, GapTracker
@@ -108,6 +108,7 @@ class Ingester:
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = lambda *args: mark_ready(self.settings, "ingest")
         client.on_connect_fail = lambda c, u: log.warning(
             "cannot reach the broker at %s:%s; retrying", target.host, target.port
         )

@@ -192,7 +192,7 @@ def score_cmd(
 
 
 def _metric(kind: str) -> str:
-    from models.train import MODELLED
+    from models.choice import MODELLED
 
     return MODELLED[kind][0]
 

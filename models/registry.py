@@ -29,7 +29,6 @@ from typing import Any
 import joblib
 
 from models.base import Detector, ModelError
-from models.detectors import DETECTORS
 
 FORMAT = 1
 _VERSION = re.compile(r"^v(\d{4,})\.joblib$")
@@ -136,6 +135,8 @@ class Registry:
             raise ModelError(
                 f"model {path} has registry format {got!r}; this platform reads {FORMAT}; {retrain}"
             )
+        from models.detectors import DETECTORS  # scikit-learn: only once a model is loaded
+
         cls = DETECTORS.get(str(doc.get("detector")))
         if cls is None:
             raise ModelError(f"model {path} names an unknown detector {doc.get('detector')!r}")

@@ -31,9 +31,9 @@ import pandas as pd
 
 from campus.registry import Device
 from models.base import Detector, ModelError
+from models.choice import MODELLED
 from models.explain import explanation, plot_day
 from models.registry import Registry
-from models.train import MODELLED
 
 log = logging.getLogger("campus.models")
 

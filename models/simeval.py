@@ -17,7 +17,7 @@ shipped anomaly rule (score above 0.8 for 30 minutes):
   happen to fall in the fault week.
 
 ``campus model evaluate --simulated`` prints the table; the detector each
-device kind uses (``models.train.MODELLED``) is the one whose results cost
+device kind uses (``models.choice.MODELLED``) is the one whose results cost
 least (:func:`cost`: a missed fault 1, a false alert 0.25, a week's delay 1).
 """
 

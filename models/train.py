@@ -1,9 +1,9 @@
 """``campus model train``: learn each device's normal from InfluxDB and save it.
 
 Which metric of each device kind is modelled, and by which detector, is
-``MODELLED``: the detector per kind was chosen by the evaluation on simulated
-faults (docs/anomaly.md). A device whose history is refused (too short,
-constant) is skipped with its reason; nothing crashes on untidy data.
+``models.choice.MODELLED``, chosen by the evaluation on simulated faults
+(docs/anomaly.md). A device whose history is refused (too short, constant)
+is skipped with its reason; nothing crashes on untidy data.
 """
 
 from __future__ import annotations
@@ -19,22 +19,12 @@ from campus.calendar import AcademicCalendar
 from campus.influx import InfluxClient
 from campus.registry import Campus, Device
 from models.base import ModelError
+from models.choice import MODELLED
 from models.detectors import make
 from models.history import clean, read_history
 from models.registry import Registry, Saved
 
 log = logging.getLogger("campus.models")
-
-# kind -> (metric, detector): what is modelled per device kind. The detector is
-# the one `campus model evaluate --simulated` finds cheapest for the kind
-# (docs/anomaly.md); dorm rooms have no simulated slow fault yet and keep the
-# seasonal baseline, the cheapest to run.
-MODELLED: dict[str, tuple[str, str]] = {
-    "power": ("power_kw", "static"),
-    "water": ("flow_lpm", "seasonal"),
-    "hvac": ("power_kw", "seasonal"),
-    "dorm": ("temp_c", "seasonal"),
-}
 
 
 @dataclass

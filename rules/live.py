@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from campus.calendar import AcademicCalendar
 from campus.errors import ConfigError
 from campus.registry import Campus
-from campus.settings import Settings, stream_topic
+from campus.settings import Settings, mark_ready, stream_topic
 from ingest.decode import Decoder
 from rules.engine import AlertEvent, Engine
 from rules.model import load_rules
@@ -127,6 +127,7 @@ class RulesService:
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
+        client.on_subscribe = lambda *args: mark_ready(self.settings, "rules")
         return client
 
     @property
