@@ -106,22 +106,18 @@ def create_app(settings: Settings, tickets: Tickets | None = None) -> FastAPI:
     return app
 
 
+# what each refusal of the ticket service answers (a subclass before its base)
+REFUSALS: tuple[tuple[type[Exception], int], ...] = (
+    (TicketNotFound, 404),
+    (InvalidTransition, 409),
+    (UnknownPerson, 422),
+    (TicketError, 422),
+)
+
+
 def _handlers(app: FastAPI) -> None:
-    @app.exception_handler(TicketNotFound)
-    async def _not_found(request: Request, exc: TicketNotFound) -> JSONResponse:
-        return _problem(404, str(exc))
-
-    @app.exception_handler(InvalidTransition)
-    async def _refused(request: Request, exc: InvalidTransition) -> JSONResponse:
-        return _problem(409, str(exc))
-
-    @app.exception_handler(UnknownPerson)
-    async def _unknown(request: Request, exc: UnknownPerson) -> JSONResponse:
-        return _problem(422, str(exc))
-
-    @app.exception_handler(TicketError)
-    async def _bad(request: Request, exc: TicketError) -> JSONResponse:
-        return _problem(422, str(exc))
+    for exc_type, status in REFUSALS:
+        app.add_exception_handler(exc_type, _refusal(status))
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(DisconnectionError)
@@ -135,6 +131,15 @@ def _handlers(app: FastAPI) -> None:
             "the ticket store is not answering; nothing was changed, try again",
             **{"Retry-After": str(RETRY_AFTER_S)},
         )
+
+
+def _refusal(status: int) -> Any:
+    """A handler answering ``status`` with the exception's message."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return _problem(status, str(exc))
+
+    return handle
 
 
 def _check_db(tickets: Tickets) -> str:
