@@ -106,7 +106,7 @@ def create_app(settings: Settings, tickets: Tickets | None = None) -> FastAPI:
     return app
 
 
-# what each refusal of the ticket service answers (a subclass before its base)
+# what each refusal of the ticket service answers (the most specific class decides)
 REFUSALS: tuple[tuple[type[Exception], int], ...] = (
     (TicketNotFound, 404),
     (InvalidTransition, 409),
