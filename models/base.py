@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from campus.calendar import AcademicCalendar
 from campus.errors import CampusError
 
 SCORE_COLUMNS = ("expected", "lower", "upper", "score", "drivers")
@@ -46,6 +47,7 @@ class Detector(ABC):
     _fit: dict[str, Any] | None = None  # what fit() learned
     PARAMS: ClassVar[tuple[str, ...]] = ()  # constructor arguments saved with the state
     tz: str = "UTC"
+    calendar: AcademicCalendar | None = None
 
     def _params(self) -> dict[str, Any]:
         """The constructor arguments (but the calendar), as :meth:`state` saves them."""

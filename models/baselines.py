@@ -17,13 +17,12 @@ import pandas as pd
 from campus.calendar import AcademicCalendar
 from models.base import Detector, ModelError, band_score
 from models.features import (
-    calendar_from_state,
-    calendar_state,
     check_frame,
-    check_state,
     join_drivers,
     require_history,
+    restored,
     robust_location_spread,
+    saved,
     scores_frame,
     spread_floor,
 )
@@ -127,24 +126,14 @@ class RollingZScore(Detector):
 
     def state(self) -> dict[str, Any]:
         """Parameters and the training statistics."""
-        return {
-            "detector": self.name,
-            "version": self.version,
-            "params": self._params(),
-            "calendar": calendar_state(self.calendar),
-            **self._fitted(),
-        }
+        return saved(self, **self._fitted())
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RollingZScore:
         """The fitted detector saved by :meth:`state`."""
-        check_state(state, cls.name, cls.version)
-        try:
-            det = cls(calendar=calendar_from_state(state["calendar"]), **state["params"])
-            det._fit = {key: float(state[key]) for key in ("mean", "std", "floor")}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{cls.name} state is incomplete or malformed: {exc}") from exc
-        return det
+        return restored(
+            cls, state, lambda s: {key: float(s[key]) for key in ("mean", "std", "floor")}
+        )
 
 
 class StaticThreshold(Detector):
@@ -243,21 +232,11 @@ class StaticThreshold(Detector):
 
     def state(self) -> dict[str, Any]:
         """Parameters and the band."""
-        return {
-            "detector": self.name,
-            "version": self.version,
-            "params": self._params(),
-            "calendar": calendar_state(self.calendar),
-            **self._fitted(),
-        }
+        return saved(self, **self._fitted())
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> StaticThreshold:
         """The fitted detector saved by :meth:`state`."""
-        check_state(state, cls.name, cls.version)
-        try:
-            det = cls(calendar=calendar_from_state(state["calendar"]), **state["params"])
-            det._fit = {key: float(state[key]) for key in ("expected", "lower", "upper")}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{cls.name} state is incomplete or malformed: {exc}") from exc
-        return det
+        return restored(
+            cls, state, lambda s: {key: float(s[key]) for key in ("expected", "lower", "upper")}
+        )

@@ -20,15 +20,17 @@ this package share.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 
 from campus.calendar import AcademicCalendar, CalendarConfig, Period
-from models.base import SCORE_COLUMNS, ModelError, check_history
+from models.base import SCORE_COLUMNS, Detector, ModelError, check_history
+
+D = TypeVar("D", bound=Detector)
 
 PERIOD_CODES: dict[Period, int] = {Period.term: 0, Period.exams: 1, Period.holidays: 2}
 PERIOD_NAMES: tuple[str, ...] = ("term", "exams", "holidays")
@@ -278,6 +280,35 @@ def calendar_state(calendar: AcademicCalendar | None) -> dict[str, Any] | None:
 def calendar_from_state(data: dict[str, Any] | None) -> AcademicCalendar | None:
     """The calendar saved by :func:`calendar_state`."""
     return None if data is None else AcademicCalendar(CalendarConfig.model_validate(data))
+
+
+def saved(detector: Detector, **fitted: Any) -> dict[str, Any]:
+    """A detector's ``state()``: its name, version, parameters and calendar,
+    and what it learned (``fitted``)."""
+    return {
+        "detector": detector.name,
+        "version": detector.version,
+        "params": detector._params(),
+        "calendar": calendar_state(detector.calendar),
+        **fitted,
+    }
+
+
+def restored(
+    cls: type[D], state: dict[str, Any], fitted: Callable[[dict[str, Any]], dict[str, Any]]
+) -> D:
+    """The detector :func:`saved` made ``state`` of, with ``fitted(state)`` as
+    what it learned; :class:`ModelError` for another detector, another version
+    or a state that is incomplete."""
+    check_state(state, cls.name, cls.version)
+    try:
+        detector: D = cast(Any, cls)(
+            calendar=calendar_from_state(state["calendar"]), **state["params"]
+        )
+        detector._fit = fitted(state)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{cls.name} state is incomplete or malformed: {exc}") from exc
+    return detector
 
 
 def check_state(state: dict[str, Any], name: str, version: int) -> None:

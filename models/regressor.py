@@ -38,15 +38,14 @@ from campus.calendar import AcademicCalendar
 from models.base import Detector, ModelError, band_score
 from models.features import (
     LAG_COLUMNS,
-    calendar_from_state,
-    calendar_state,
     check_frame,
-    check_state,
     feature_frame,
     has_outdoor,
     join_drivers,
     require_history,
+    restored,
     robust_location_spread,
+    saved,
     scores_frame,
     spread_floor,
 )
@@ -283,38 +282,34 @@ class QuantileRegressor(Detector):
     def state(self) -> dict[str, Any]:
         """Parameters, calendar and the fitted quantile models."""
         fit = self._fitted()
-        return {
-            "detector": self.name,
-            "version": self.version,
-            "params": self._params(),
-            "calendar": calendar_state(self.calendar),
-            "features": list(fit["features"]),
-            "outdoor": bool(fit["outdoor"]),
-            "models": list(fit["models"]),
-            "fill": fit["fill"].copy(),
-            "importance": fit["importance"].copy(),
-            "top": fit["top"].copy(),
-            "floor": float(fit["floor"]),
-        }
+        return saved(
+            self,
+            features=list(fit["features"]),
+            outdoor=bool(fit["outdoor"]),
+            models=list(fit["models"]),
+            fill=fit["fill"].copy(),
+            importance=fit["importance"].copy(),
+            top=fit["top"].copy(),
+            floor=float(fit["floor"]),
+        )
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> QuantileRegressor:
         """The fitted regressor saved by :meth:`state`."""
-        check_state(state, cls.name, cls.version)
-        try:
-            det = cls(calendar=calendar_from_state(state["calendar"]), **state["params"])
-            models = list(state["models"])
-            det._fit = {
-                "features": [str(f) for f in state["features"]],
-                "outdoor": bool(state["outdoor"]),
-                "models": models,
-                "fill": np.asarray(state["fill"], dtype=float),
-                "importance": np.asarray(state["importance"], dtype=float),
-                "top": np.asarray(state["top"], dtype=np.int64),
-                "floor": float(state["floor"]),
-            }
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{cls.name} state is incomplete or malformed: {exc}") from exc
+        det = restored(
+            cls,
+            state,
+            lambda s: {
+                "features": [str(f) for f in s["features"]],
+                "outdoor": bool(s["outdoor"]),
+                "models": list(s["models"]),
+                "fill": np.asarray(s["fill"], dtype=float),
+                "importance": np.asarray(s["importance"], dtype=float),
+                "top": np.asarray(s["top"], dtype=np.int64),
+                "floor": float(s["floor"]),
+            },
+        )
+        models = det._fitted()["models"]
         if len(models) != 3 or not all(
             isinstance(m, HistGradientBoostingRegressor) for m in models
         ):

@@ -30,12 +30,11 @@ from models.features import (
     N_PERIODS,
     PERIOD_NAMES,
     calendar_frame,
-    calendar_from_state,
-    calendar_state,
     check_frame,
-    check_state,
     require_history,
+    restored,
     robust_location_spread,
+    saved,
     scores_frame,
     signed,
     spread_floor,
@@ -211,35 +210,28 @@ class SeasonalBaseline(Detector):
     def state(self) -> dict[str, Any]:
         """Parameters, calendar and the per-cell tables."""
         fit = self._fitted()
-        return {
-            "detector": self.name,
-            "version": self.version,
-            "params": self._params(),
-            "calendar": calendar_state(self.calendar),
-            **{
-                key: (val.copy() if isinstance(val, np.ndarray) else val)
-                for key, val in fit.items()
-            },
-        }
+        return saved(
+            self, **{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in fit.items()}
+        )
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SeasonalBaseline:
         """The fitted baseline saved by :meth:`state`."""
-        check_state(state, cls.name, cls.version)
-        try:
-            det = cls(calendar=calendar_from_state(state["calendar"]), **state["params"])
-            det._fit = {
-                "expected": np.asarray(state["expected"], dtype=float),
-                "spread": np.asarray(state["spread"], dtype=float),
-                "count": np.asarray(state["count"], dtype=np.int64),
-                "level": np.asarray(state["level"], dtype=np.int64),
-                "global_median": float(state["global_median"]),
-                "global_spread": float(state["global_spread"]),
-                "floor": float(state["floor"]),
-            }
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{cls.name} state is incomplete or malformed: {exc}") from exc
+        det = restored(
+            cls,
+            state,
+            lambda s: {
+                "expected": np.asarray(s["expected"], dtype=float),
+                "spread": np.asarray(s["spread"], dtype=float),
+                "count": np.asarray(s["count"], dtype=np.int64),
+                "level": np.asarray(s["level"], dtype=np.int64),
+                "global_median": float(s["global_median"]),
+                "global_spread": float(s["global_spread"]),
+                "floor": float(s["floor"]),
+            },
+        )
+        fit = det._fitted()
         shape = (N_PERIODS, HOURS_PER_WEEK)
-        if det._fit["expected"].shape != shape or det._fit["spread"].shape != shape:
+        if fit["expected"].shape != shape or fit["spread"].shape != shape:
             raise ModelError(f"{cls.name} state tables are not {shape}")
         return det
