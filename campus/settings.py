@@ -7,7 +7,10 @@ read through the cached :func:`get_settings`, never at import time.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from pydantic_settings import (
 )
 
 from campus.errors import SettingsError
+
+log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
@@ -187,6 +192,29 @@ class Settings(BaseSettings):
     def mqtt(self) -> MqttTarget:
         """The broker URL, split."""
         return MqttTarget.parse(self.mqtt_url)
+
+
+def subscribe_on_connect(
+    client: Any,
+    topic: str,
+    connected: threading.Event,
+    who: str,
+    on_subscribed: Callable[[], None] | None = None,
+) -> None:
+    """Make ``client`` subscribe to ``topic`` at QoS 1 on every (re)connection,
+    set ``connected``, and call ``on_subscribed`` once the broker confirmed."""
+
+    def on_connect(client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("broker refused the connection: %s", rc)
+            return
+        client.subscribe(topic, qos=1)
+        connected.set()
+        log.info("%s subscribed to %s", who, topic)
+
+    client.on_connect = on_connect
+    if on_subscribed is not None:
+        client.on_subscribe = lambda *args: on_subscribed()
 
 
 def mark_ready(settings: Settings, service: str) -> None:

@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from campus.calendar import AcademicCalendar
 from campus.errors import ConfigError
 from campus.registry import Campus
-from campus.settings import Settings, mark_ready, stream_topic
+from campus.settings import Settings, mark_ready, stream_topic, subscribe_on_connect
 from ingest.decode import Decoder
 from rules.engine import AlertEvent, Engine
 from rules.model import load_rules
@@ -125,25 +125,20 @@ class RulesService:
         target.secure(client)
         client.max_inflight_messages_set(1000)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
-        client.on_connect = self._on_connect
         client.on_message = self._on_message
-        client.on_subscribe = lambda *args: mark_ready(self.settings, "rules")
+        subscribe_on_connect(
+            client,
+            self.topic,
+            self.connected,
+            "rules engine",
+            on_subscribed=lambda: mark_ready(self.settings, "rules"),
+        )
         return client
 
     @property
     def topic(self) -> str:
         """The subscription: the engine's own shared group."""
         return stream_topic(self.settings.rules_group)
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
-    ) -> None:
-        if getattr(rc, "is_failure", False):
-            log.error("broker refused the connection: %s", rc)
-            return
-        client.subscribe(self.topic, qos=1)
-        self.connected.set()
-        log.info("rules engine subscribed to %s", self.topic)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         now = int(time.time() * 1000)

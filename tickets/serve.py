@@ -23,13 +23,12 @@ import queue
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.exc import OperationalError
 
-from campus.settings import Settings
+from campus.settings import Settings, subscribe_on_connect
 from ingest.deadletter import DeadLetter
 from tickets.outbox import Dispatcher
 from tickets.service import Alert, TicketError, Tickets
@@ -71,19 +70,9 @@ class TicketService:
         )
         self.settings.mqtt.secure(client)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
-        client.on_connect = self._on_connect
         client.on_message = lambda c, u, msg: self._inbox.put(msg)
+        subscribe_on_connect(client, ALERTS_TOPIC, self.connected, "ticket service")
         return client
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
-    ) -> None:
-        if getattr(rc, "is_failure", False):
-            log.error("broker refused the connection: %s", rc)
-            return
-        client.subscribe(ALERTS_TOPIC, qos=1)
-        self.connected.set()
-        log.info("ticket service subscribed to %s", ALERTS_TOPIC)
 
     # --------------------------------------------------------------- handling
 
