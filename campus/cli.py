@@ -547,10 +547,11 @@ def stack_status() -> None:
     help="Inject a fault into the simulated campus (repeatable; see campus simulate --help).",
 )
 def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
-    """Run the whole platform locally: broker, InfluxDB, ingest, the rules engine
-    and the simulated campus.
+    """Run the whole platform locally: broker, InfluxDB, ingest, the rules engine,
+    the ticket service, the API and the simulated campus.
 
-    The simulator first plays the last --backfill of event time at up to 1,500
+    The simulated campus starts once the ingester and the rules engine listen.
+    It first plays the last --backfill of event time at up to 1,500
     readings/s (so a broker with Debian's default queue limit keeps up), then
     carries on in real time.
 
