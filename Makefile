@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := mosquitto influxdb python3-venv python3-pip
 
-.PHONY: run test lint format setup deps venv clean demo-config
+.PHONY: run test lint format setup deps test-deps venv clean demo-config
 
 run: setup
 	$(BIN)/campus up
 
-test: setup
+test: setup test-deps
 	$(BIN)/pytest -q --durations=15 tests
 
 lint: setup
@@ -39,6 +39,14 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# The browser the page tests drive (Debian's, through its WebDriver: nothing downloaded).
+test-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian packages: chromium chromium-driver"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver fonts-noto-cjk; }
 
 venv: $(STAMP)
 

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from api.routers import tickets as tickets_router
+from api.routers import ROUTERS
 from campus.settings import Settings
 from tickets.service import InvalidTransition, TicketError, TicketNotFound, Tickets, UnknownPerson
 
@@ -45,14 +45,12 @@ def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
 
-def _open(settings: Settings) -> tuple[Tickets, frozenset[str]]:
-    from campus.registry import load_campus
+def _open(settings: Settings) -> Tickets:
     from tickets.cli import open_tickets
 
-    buildings = frozenset(load_campus(settings.campus_file).buildings)
     for attempt in range(3):  # the ticket service may load the same people at the same time
         try:
-            return open_tickets(settings), buildings
+            return open_tickets(settings)
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -62,29 +60,42 @@ def _open(settings: Settings) -> tuple[Tickets, frozenset[str]]:
 def create_app(settings: Settings, tickets: Tickets | None = None) -> FastAPI:
     """The API over the ticket store of ``settings`` (or the given ``tickets``)."""
 
+    from campus.influx import InfluxClient
+    from campus.registry import load_campus
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if tickets is None:
-            app.state.tickets, app.state.buildings = _open(settings)
-        else:
-            from campus.registry import load_campus
-
-            app.state.tickets = tickets
-            app.state.buildings = frozenset(load_campus(settings.campus_file).buildings)
+        app.state.tickets = _open(settings) if tickets is None else tickets
+        app.state.influx = InfluxClient.from_settings(settings, timeout=10.0)
         try:
+            for start in app.state.on_start:
+                await start(app)
             yield
         finally:
+            for stop in app.state.on_stop:
+                await stop(app)
+            app.state.influx.close()
             if tickets is None:
                 app.state.tickets.store.close()
 
     app = FastAPI(
         title="Campus facility monitoring",
-        summary="Repair tickets of the campus facility-monitoring platform.",
+        summary="Campus state, readings, alerts, repair tickets, rules, reports and "
+        "anonymous feedback of the campus facility-monitoring platform.",
         version="0.1",
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.include_router(tickets_router.router)
+    app.state.campus = load_campus(settings.campus_file)
+    app.state.buildings = frozenset(app.state.campus.buildings)
+    app.state.on_start = []  # async callables(app), run at startup (in this order)
+    app.state.on_stop = []
+    for module in ROUTERS:
+        install = getattr(module, "install", None)
+        if install is not None:  # a part with more than routes (middleware, background work)
+            install(app, settings)
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     _handlers(app)
 
     @app.get("/healthz", tags=["health"])
@@ -131,6 +142,64 @@ def _handlers(app: FastAPI) -> None:
             "the ticket store is not answering; nothing was changed, try again",
             **{"Retry-After": str(RETRY_AFTER_S)},
         )
+
+
+class BodyLimit:
+    """Refuse a request body over ``limit`` bytes with 413 before it is read whole:
+    by its ``Content-Length`` when it states one, else as soon as the streamed
+    body passes the limit."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = -1
+                if length < 0 or length > self.limit:
+                    await self._refuse(send, length)
+                    return
+        seen = 0
+        refused = False
+
+        async def limited() -> Any:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:  # answer now; the app sees a client that left
+                    refused = True
+                    await self._refuse(send, seen)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Any) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited, guarded)
+
+    async def _refuse(self, send: Any, length: int) -> None:
+        if length < 0:
+            response = _problem(400, "the Content-Length header is not a number")
+        else:
+            response = _problem(
+                413, f"the request body is too large (over {self.limit} bytes; at most that)"
+            )
+        await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Any:
+    return {"type": "http.disconnect"}
 
 
 def _refusal(status: int) -> Any:

@@ -48,6 +48,20 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     api_host: str = "127.0.0.1"  # 0.0.0.0 to serve other machines (behind TLS: docs/api.md)
     var_dir: Path = Path("var")
+    # the address people reach the API at: links in technicians' alerts, QR codes
+    public_url: str = ""  # empty: http://{api_host}:{api_port}
+    # signs the short-lived links in technicians' alerts; empty: a random key
+    # kept in {var_dir}/api-secret (made on first use, readable by its owner only)
+    api_secret: str = ""
+    api_link_ttl_s: int = Field(24 * 3600, ge=60, le=30 * 86400)
+    language: str = Field("zh", pattern="^(zh|en)$")  # the pages' default language
+    # anonymous feedback: per-client rate limit, sizes, and when reports raise a ticket
+    feedback_rate_per_hour: int = Field(10, ge=1, le=10_000)
+    feedback_max_text: int = Field(2000, ge=10, le=100_000)
+    feedback_max_photo_bytes: int = Field(3 * 1024 * 1024, ge=1024, le=50 * 1024 * 1024)
+    feedback_ticket_threshold: int = Field(3, ge=1, le=1000)  # reports of one place and kind
+    feedback_window_s: int = Field(6 * 3600, ge=60)  # ... within this long
+    api_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)  # larger bodies: 413 unread
     log_level: str = "INFO"
 
     # ingest
@@ -91,7 +105,31 @@ class Settings(BaseSettings):
         # the ticket store lives with the rest of the local data unless told otherwise
         if not self.db_url:
             self.db_url = f"sqlite:///{self.var_dir / 'campus.db'}"
+        if not self.public_url:
+            self.public_url = f"http://{self.api_host}:{self.api_port}"
+        self.public_url = self.public_url.rstrip("/")
         return self
+
+    def link_secret(self) -> bytes:
+        """The key signing technicians' ticket links (``api_secret``, else a random
+        key kept in ``{var_dir}/api-secret``, made on first use)."""
+        if self.api_secret:
+            return self.api_secret.encode()
+        path = self.var_dir / "api-secret"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            import secrets
+
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_urlsafe(32).encode()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another service made it first
+                return path.read_bytes()
+            with os.fdopen(fd, "wb") as f:
+                f.write(key)
+            return key
 
     @field_validator("mqtt_url")
     @classmethod

@@ -23,6 +23,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -156,6 +157,10 @@ class Ticket(Base):
     # when it has been clear (a rule ticket closes itself only after it stayed clear)
     alert_firing: Mapped[bool] = mapped_column(default=True)
     clear_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # public status board: a ticket staff marked internal is never shown there;
+    # ``public_note`` is the occupants' notice staff wrote (else one is derived)
+    internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    public_note: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     events: Mapped[list[Event]] = relationship(
@@ -283,3 +288,52 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AlertRecord(Base):
+    """The latest state of one alert (a rule on a device), as the ticket service
+    received it from ``ops/alerts/#``: what ``/api/alerts`` lists."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_state", "state"), Index("ix_alerts_building", "building"))
+
+    dedup_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    rule: Mapped[str | None] = mapped_column(String(64))
+    building: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str | None] = mapped_column(String(64))
+    metric: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+    severity: Mapped[str] = mapped_column(String(2))
+    trade: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(300))
+    fired_at: Mapped[datetime] = mapped_column(UtcDateTime)  # when this firing began
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime)  # the latest state change
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Feedback(Base):
+    """One anonymous report from a student or member of staff. No address or
+    other identifier of the sender is stored; ``contact`` is only what they
+    chose to give. ``receipt_digest`` is the SHA-256 of the receipt token they
+    were given, which is all that follows the case without an account."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_place", "building", "category", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    receipt_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    category: Mapped[str] = mapped_column(String(32))
+    building: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    contact: Mapped[str | None] = mapped_column(String(200))
+    photo: Mapped[str | None] = mapped_column(String(200))  # file name under var/feedback/
+    language: Mapped[str] = mapped_column(String(8), default="zh")
+    status: Mapped[str] = mapped_column(String(16), default="received")  # received|linked|closed
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    alert_key: Mapped[str | None] = mapped_column(String(300))
+    rating: Mapped[int | None] = mapped_column(Integer)  # 1-5, asked once the ticket closes
+    rated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
