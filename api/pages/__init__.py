@@ -1,0 +1,1 @@
+"""HTML pages: the public status board, the feedback form, the technician page."""
