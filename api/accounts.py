@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from campus.errors import CampusError
 from tickets.db import Store
@@ -132,7 +133,23 @@ def authenticate(store: Store, token: str, now: datetime | None = None) -> Princ
             return None
         if tok.expires_at is not None and tok.expires_at <= now:
             return None
-        team = None
-        if user.technician_id is not None:
-            team = s.scalar(select(Technician.team_id).where(Technician.id == user.technician_id))
-        return Principal(user.id, Role(user.role), user.technician_id, team)
+        return _principal(s, user)
+
+
+def sso_principal(store: Store, user_id: str) -> Principal | None:
+    """The account a single sign-on proxy vouched for (docs/security.md), or None
+    when there is no such enabled account: signing on does not make an account."""
+    if not USER_ID.match(user_id):
+        return None
+    with store.session() as s:
+        user = s.get(User, user_id)
+        if user is None or user.disabled:
+            return None
+        return _principal(s, user)
+
+
+def _principal(s: Session, user: User) -> Principal:
+    team = None
+    if user.technician_id is not None:
+        team = s.scalar(select(Technician.team_id).where(Technician.id == user.technician_id))
+    return Principal(user.id, Role(user.role), user.technician_id, team)

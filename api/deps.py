@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.accounts import Principal, authenticate
+from api.accounts import Principal, authenticate, sso_principal
 from tickets.models import Role
 from tickets.service import Tickets
 
@@ -25,11 +25,16 @@ TicketsDep = Annotated[Tickets, Depends(tickets)]
 
 
 def principal(
+    request: Request,
     svc: TicketsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The account behind the request's bearer token; 401 without a valid one."""
+    """The account behind the request's bearer token, or the one a trusted single
+    sign-on proxy names (``CAMPUS_API_SSO_HEADER``); 401 without either."""
     if credentials is None:
+        who = _signed_on(request, svc)
+        if who is not None:
+            return who
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "a bearer token is needed (campus tokens create)",
@@ -46,6 +51,19 @@ def principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+def _signed_on(request: Request, svc: Tickets) -> Principal | None:
+    """The account named by the single sign-on header, if the request came
+    straight from a trusted proxy (anyone else could set the header)."""
+    settings = request.app.state.settings
+    header = settings.api_sso_header
+    if not header or request.client is None or request.client.host not in settings.api_sso_proxies:
+        return None
+    user = request.headers.get(header)
+    if not user:
+        return None
+    return sso_principal(svc.store, user)
 
 
 def role(*allowed: Role) -> Callable[[Principal], Principal]:

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     feedback_max_photo_bytes: int = Field(3 * 1024 * 1024, ge=1024, le=50 * 1024 * 1024)
     feedback_ticket_threshold: int = Field(3, ge=1, le=1000)  # reports of one place and kind
     feedback_window_s: int = Field(6 * 3600, ge=60)  # ... within this long
+    # single sign-on: a proxy at one of these addresses that authenticated the user
+    # puts their account id in this header (docs/security.md); empty: tokens only
+    api_sso_header: str = Field("", pattern=r"^[A-Za-z0-9-]{0,64}$")
+    api_sso_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     api_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)  # larger bodies: 413 unread
     log_level: str = "INFO"
 
