@@ -7,7 +7,8 @@ Errors have one shape, ``{"detail": "..."}``, and one status each:
   request changed nothing, and sending it again is safe;
 * a ticket that does not exist, or that is not the caller's to see, is 404;
 * a transition the ticket's state refuses is 409, with the reason;
-* bad input is 422 naming the field.
+* bad input is 422 naming the field: ``"building: ...; text: ..."`` (the
+  input itself is not echoed back).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
@@ -90,12 +92,12 @@ def create_app(settings: Settings, tickets: Tickets | None = None) -> FastAPI:
     app.state.buildings = frozenset(app.state.campus.buildings)
     app.state.on_start = []  # async callables(app), run at startup (in this order)
     app.state.on_stop = []
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)  # inside the timing layer
     for module in ROUTERS:
         install = getattr(module, "install", None)
         if install is not None:  # a part with more than routes (middleware, background work)
             install(app, settings)
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     _handlers(app)
 
     @app.get("/healthz", tags=["health"])
@@ -126,9 +128,23 @@ REFUSALS: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
+_WHERE = {"body", "query", "path", "header", "cookie"}
+
+
 def _handlers(app: FastAPI) -> None:
     for exc_type, status in REFUSALS:
         app.add_exception_handler(exc_type, _refusal(status))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # "field: what is wrong", without echoing the input: a lone surrogate or a
+        # 1e400 in it would make the answer itself fail to encode
+        problems = []
+        for e in exc.errors()[:10]:
+            loc = ".".join(str(p) for p in e.get("loc", ()) if p not in _WHERE) or "body"
+            msg = str(e.get("msg", "invalid"))
+            problems.append(f"{loc}: {msg}".encode("utf-8", "backslashreplace").decode())
+        return _problem(422, "; ".join(problems))
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(DisconnectionError)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -58,7 +59,7 @@ def _signed_on(request: Request, svc: Tickets) -> Principal | None:
     straight from a trusted proxy (anyone else could set the header)."""
     settings = request.app.state.settings
     header = settings.api_sso_header
-    if not header or request.client is None or request.client.host not in settings.api_sso_proxies:
+    if not header or request.client is None or not _within(request.client.host, settings):
         return None
     user = request.headers.get(header)
     if not user:
@@ -76,3 +77,12 @@ def role(*allowed: Role) -> Callable[[Principal], Principal]:
         return who
 
     return check
+
+
+def _within(host: str, settings: Any) -> bool:
+    """Whether ``host`` is one of the trusted proxies' addresses."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies)

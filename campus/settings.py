@@ -7,6 +7,7 @@ read through the cached :func:`get_settings`, never at import time.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
@@ -61,10 +62,12 @@ class Settings(BaseSettings):
     feedback_max_photo_bytes: int = Field(3 * 1024 * 1024, ge=1024, le=50 * 1024 * 1024)
     feedback_ticket_threshold: int = Field(3, ge=1, le=1000)  # reports of one place and kind
     feedback_window_s: int = Field(6 * 3600, ge=60)  # ... within this long
-    # single sign-on: a proxy at one of these addresses that authenticated the user
-    # puts their account id in this header (docs/security.md); empty: tokens only
+    # reverse proxies (comma-separated networks) whose X-Forwarded-For names the
+    # client (feedback rate limit) and whose single sign-on header is believed
+    api_trusted_proxies: str = "127.0.0.0/8,::1"
+    # single sign-on: a trusted proxy that authenticated the user puts their
+    # account id in this header (docs/security.md); empty: tokens only
     api_sso_header: str = Field("", pattern=r"^[A-Za-z0-9-]{0,64}$")
-    api_sso_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     api_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)  # larger bodies: 413 unread
     log_level: str = "INFO"
 
@@ -134,6 +137,22 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "wb") as f:
                 f.write(key)
             return key
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _networks(cls, v: str) -> str:
+        for part in v.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{part.strip()!r} is not a network: {exc}") from None
+        return v
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """The networks of ``api_trusted_proxies``, one string each."""
+        return [p.strip() for p in self.api_trusted_proxies.split(",") if p.strip()]
 
     @field_validator("mqtt_url")
     @classmethod

@@ -116,14 +116,27 @@ def load_located(path: str | Path) -> Located:
     return load_located_text(text, str(p))
 
 
-def load_located_text(text: str, name: str) -> Located:
-    """Parse YAML text under the file name ``name``."""
+# Far above any real campus (the demo campus is about 30,000 values), far below
+# what would exhaust memory: a few hundred bytes of nested aliases expand to
+# billions of values ("billion laughs") unless counted before they are built.
+MAX_VALUES = 2_000_000
+MAX_DEPTH = 64
+
+
+def load_located_text(
+    text: str, name: str, *, max_values: int = MAX_VALUES, max_depth: int = MAX_DEPTH
+) -> Located:
+    """Parse YAML text under the file name ``name``; refused before it is built
+    when, with every alias expanded, it holds more than ``max_values`` values or
+    nests deeper than ``max_depth``, or when an alias contains itself."""
     lines: dict[Path_, int] = {}
     loader: _Loader | None = None
     try:
         loader = _Loader(text)
         loader.name = name
         node = loader.get_single_node()
+        if node is not None:
+            _check_shape(node, name, max_values, max_depth)
         data = {} if node is None else _construct(loader, node, (), lines)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -140,6 +153,47 @@ def load_located_text(text: str, name: str) -> Located:
         if loader is not None:
             loader.dispose()
     return Located(name, data, lines)
+
+
+def _check_shape(root: yaml.Node, name: str, max_values: int, max_depth: int) -> None:
+    """Refuse a node graph too large or deep once its aliases are expanded,
+    counted on the composed nodes (shared by aliases) in time linear in the text."""
+    memo: dict[int, tuple[int, int]] = {}  # node -> (values, depth) expanded
+    path: set[int] = set()  # nodes on the current descent
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        kids = _children(node)
+        if done:
+            size = 1 + sum(memo[id(k)][0] for k in kids)
+            depth = 1 + max((memo[id(k)][1] for k in kids), default=0)
+            memo[id(node)] = (size, depth)
+            path.discard(id(node))
+            if size > max_values:
+                why = f"more than {max_values:,} values with aliases expanded"
+                raise ConfigError([ConfigIssue(name, node.start_mark.line + 1, "", why)])
+            if depth > max_depth:
+                why = f"nested more than {max_depth} levels deep"
+                raise ConfigError([ConfigIssue(name, node.start_mark.line + 1, "", why)])
+            continue
+        if id(node) in memo:
+            continue
+        path.add(id(node))
+        stack.append((node, True))
+        for k in kids:
+            if id(k) in path:
+                why = "an alias refers to a value that contains it"
+                raise ConfigError([ConfigIssue(name, k.start_mark.line + 1, "", why)])
+            if id(k) not in memo:
+                stack.append((k, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def validate(model: type[M], located: Located, context: dict[str, Any] | None = None) -> M:

@@ -77,7 +77,8 @@ class TicketService:
     # --------------------------------------------------------------- handling
 
     def handle(self, payload: bytes) -> int | None:
-        """Apply one alert document; the ticket id it touched, if any.
+        """Apply one alert document; the ticket id it touched, if any. The
+        alert's latest state is kept for ``/api/alerts``, linked to its ticket.
 
         Raises :class:`TicketError` for a document that cannot be used, and the
         database's own errors when the store does not answer."""
@@ -89,14 +90,18 @@ class TicketService:
             raise TicketError("an alert must be a JSON object")
         state = doc.get("state")
         if state == "firing":
-            return self.tickets.raise_alert(Alert.from_rule_event(doc)).ticket_id
+            ticket_id = self.tickets.raise_alert(Alert.from_rule_event(doc)).ticket_id
+            self.tickets.record_alert(doc)  # after raising: it links the ticket
+            return ticket_id
         if state == "resolved":
             try:
                 at = datetime.fromtimestamp(int(doc["ts_ms"]) / 1000, UTC)
                 key = str(doc["dedup_key"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise TicketError(f"resolved alert refused: {exc!r}") from None
-            return self.tickets.alert_cleared(key, at)
+            cleared = self.tickets.alert_cleared(key, at)
+            self.tickets.record_alert(doc)
+            return cleared
         raise TicketError(f"state must be 'firing' or 'resolved', got {state!r}")
 
     def _work(self, msg: mqtt.MQTTMessage) -> None:

@@ -666,6 +666,66 @@ class Tickets:
             raise TicketNotFound(f"no ticket {ticket_id}")
         return ticket
 
+    # ------------------------------------------------------------------ alerts
+
+    def record_alert(self, doc: Mapping[str, Any]) -> None:
+        """Keep the latest state of the alert in ``doc`` (a ``firing`` or
+        ``resolved`` document of ``ops/alerts/#``) in the alerts table, linked
+        to the ticket open under its dedup key: what ``/api/alerts`` lists.
+
+        Redelivery is harmless: a document older than the one recorded changes
+        nothing but the link to the open ticket, and the same document twice
+        writes the same row. A firing that follows a resolution starts a new firing
+        (``fired_at``); a firing that repeats one (an escalation) keeps it. A
+        ``resolved`` document for an alert never seen firing is recorded only
+        when it says what the alert was (building, severity, trade, title)."""
+        from tickets.models import AlertRecord
+
+        state = doc.get("state")
+        if state not in ("firing", "resolved"):
+            raise TicketError(f"alert state must be 'firing' or 'resolved', got {state!r}")
+        try:
+            key = str(doc["dedup_key"])
+            at = datetime.fromtimestamp(int(doc["ts_ms"]) / 1000, UTC)
+        except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
+            raise TicketError(f"alert document refused: {exc!r}") from None
+        if not key or len(key) > 300:
+            raise TicketError("alert document refused: dedup_key must be 1-300 characters")
+        fields = _alert_fields(doc)
+        with self.store.session() as s:
+            open_id = s.scalar(
+                select(Ticket.id).where(Ticket.dedup_key == key, Ticket.state != State.closed.value)
+            )
+            rec = s.get(AlertRecord, key)
+            if rec is None:
+                missing = [k for k in ("building", "severity", "trade", "title") if k not in fields]
+                if missing:
+                    if state == "firing":
+                        raise TicketError(f"alert document refused: no {', '.join(missing)}")
+                    return  # a clearing of an alert never recorded, saying too little
+                since = _since(doc, at) if state == "resolved" else at
+                s.add(
+                    AlertRecord(
+                        dedup_key=key,
+                        state=state,
+                        fired_at=since,
+                        changed_at=at,
+                        ticket_id=open_id,
+                        **fields,
+                    )
+                )
+                return
+            if open_id is not None:
+                rec.ticket_id = open_id
+            if at < rec.changed_at:
+                return  # older than what is recorded: delivered late or again
+            if state == "firing" and rec.state != "firing":
+                rec.fired_at = at
+            rec.state = state
+            rec.changed_at = at
+            for name, value in fields.items():
+                setattr(rec, name, value)
+
 
 @dataclass(frozen=True)
 class WorkScope:
@@ -699,3 +759,47 @@ class WorkScope:
 def _minutes(d: timedelta) -> str:
     m = int(d.total_seconds() // 60)
     return f"{m} min" if m < 120 else f"{m / 60:g} h"
+
+
+_ALERT_DETAIL = ("kind", "since", "text", "runbook", "detail", "plot", "escalated", "inhibited")
+
+
+def _alert_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns of an alerts row that ``doc`` gives (checked, cut to size),
+    and the rest of what the rules engine said in ``detail``."""
+    out: dict[str, Any] = {}
+    for name, size in (("rule", 64), ("device", 64), ("metric", 64), ("building", 64)):
+        value = doc.get(name)
+        if isinstance(value, str) and value:
+            out[name] = value[:size]
+    if doc.get("severity") in SEVERITIES:
+        out["severity"] = doc["severity"]
+    if doc.get("trade") in TRADES:
+        out["trade"] = doc["trade"]
+    title = doc.get("title")
+    if isinstance(title, str) and title.strip():
+        out["title"] = title[:300]
+    value = doc.get("value")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+        out["value"] = float(value) if abs(value) != float("inf") else None
+    detail: dict[str, Any] = {}
+    for name in _ALERT_DETAIL:
+        v = doc.get(name)
+        if isinstance(v, str):
+            detail[name] = v[:4000]
+        elif isinstance(v, bool | int | float) and v == v and abs(v) != float("inf"):
+            detail[name] = v
+    by = doc.get("inhibited_by")
+    if isinstance(by, dict):
+        detail["inhibited_by"] = {str(k)[:64]: str(v)[:300] for k, v in list(by.items())[:8]}
+    out["detail"] = detail
+    return out
+
+
+def _since(doc: Mapping[str, Any], at: datetime) -> datetime:
+    """When the condition behind ``doc`` began (``since_ms``), else ``at``."""
+    try:
+        since = datetime.fromtimestamp(int(doc["since_ms"]) / 1000, UTC)
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return at
+    return min(since, at)

@@ -105,20 +105,17 @@ def test_a_token_is_needed_and_a_bad_one_is_refused(api: Api, tickets: Tickets) 
 def test_a_single_sign_on_proxy_names_the_account_only_from_its_own_address(
     tickets: Tickets, tmp_path: Path
 ) -> None:
-    def ask(proxies: list[str], user: str) -> int:
-        settings = Settings(
-            var_dir=tmp_path,
-            config_dir=CONFIG,
-            api_sso_header="X-Remote-User",
-            api_sso_proxies=proxies,
-        )
-        with TestClient(create_app(settings, tickets)) as client:  # its peer is "testclient"
+    settings = Settings(var_dir=tmp_path, config_dir=CONFIG, api_sso_header="X-Remote-User")
+    app = create_app(settings, tickets)
+
+    def ask(peer: str, user: str) -> int:
+        with TestClient(app, client=(peer, 40000)) as client:
             return client.get("/api/tickets", headers={"X-Remote-User": user}).status_code
 
-    assert ask(["testclient"], "office") == 200
-    assert ask(["127.0.0.1"], "office") == 401  # the header from anyone else counts for nothing
-    assert ask(["testclient"], "nobody") == 401  # signing on does not make an account
-    assert ask(["testclient"], "office\nx") == 401
+    assert ask("127.0.0.1", "office") == 200  # the proxy on this machine
+    assert ask("10.1.2.3", "office") == 401  # the header from anyone else counts for nothing
+    assert ask("127.0.0.1", "nobody") == 401  # signing on does not make an account
+    assert ask("127.0.0.1", "office\nx") == 401
 
 
 def test_a_ticket_is_raised_once_per_key_and_worked_to_closed(api: Api) -> None:
