@@ -99,6 +99,7 @@ def create_app(settings: Settings, tickets: Tickets | None = None) -> FastAPI:
             install(app, settings)
         app.include_router(module.router)
     _handlers(app)
+    _one_error_shape(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -216,6 +217,35 @@ class BodyLimit:
 
 async def _no_receive() -> Any:
     return {"type": "http.disconnect"}
+
+
+def _one_error_shape(app: FastAPI) -> None:
+    """Make the OpenAPI document say what a 422 really is: ``{"detail": "..."}``
+    (``_handlers`` answers validation errors as one string naming the fields)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                routes=app.routes,
+            )
+            schemas = doc.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = {
+                    "title": "HTTPValidationError",
+                    "type": "object",
+                    "properties": {"detail": {"title": "Detail", "type": "string"}},
+                    "required": ["detail"],
+                }
+                schemas.pop("ValidationError", None)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _refusal(status: int) -> Any:

@@ -607,7 +607,8 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
             f"  dead letters  {s.dead_letter_file}\n"
             f"  alerts        ops/alerts/<severity>/<building> and {s.alerts_log}\n"
             f"  tickets       campus tickets list  (store {s.db_url})\n"
-            f"  API           http://{s.api_host}:{s.api_port}/docs  "
+            f"  status board  {s.public_url}/  (public; feedback form at {s.public_url}/feedback)\n"
+            f"  API           {s.public_url}/docs  "
             "(token: campus users add ... && campus tokens create ...)\n"
             f"  try           curl -G {s.influx_url}/query --data-urlencode db={s.influx_db} "
             '--data-urlencode "q=SELECT count(power_kw) FROM power WHERE time > now() - 5m"\n'
@@ -652,6 +653,7 @@ def _wait_ready(
 
 def _register_subcommands() -> None:
     from api.cli import api, tokens, users
+    from api.qr import qr
     from models.cli import model
     from rules.cli import rules
     from tickets.cli import report, tickets
@@ -662,6 +664,7 @@ def _register_subcommands() -> None:
     main.add_command(api)
     main.add_command(users)
     main.add_command(tokens)
+    main.add_command(qr)
     main.add_command(model)
 
 

@@ -93,6 +93,7 @@ class BuildingConfig(Strict):
 
     id: TagValue
     name: str = Field(min_length=1, max_length=120)
+    name_zh: str | None = Field(None, min_length=1, max_length=120)  # the Chinese pages' name
     type: BuildingType
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
@@ -175,6 +176,7 @@ class Building:
     lat: float
     lon: float
     floors: int
+    name_zh: str | None = None
 
 
 class Campus:
@@ -189,7 +191,9 @@ class Campus:
         self.buildings: dict[str, Building] = {}
         self.devices: dict[str, Device] = {}
         for b in config.buildings:
-            self.buildings[b.id] = Building(b.id, b.name, b.type, b.lat, b.lon, b.floors)
+            self.buildings[b.id] = Building(
+                b.id, b.name, b.type, b.lat, b.lon, b.floors, name_zh=b.name_zh
+            )
             for d in b.devices:
                 model = config.models[d.model] if d.model else None
                 kind = d.kind or (model.kind if model else "")

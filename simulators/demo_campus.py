@@ -15,7 +15,8 @@ HEADER = """\
 # edit the generator rather than this file so the metering trees stay whole.
 #
 # models: kinds of hardware (metrics with unit, valid range; reporting interval).
-# buildings: id, name, type, coordinates, floors, and the devices installed.
+# buildings: id, name (and name_zh, for the Chinese pages), type, coordinates, floors,
+# and the devices installed.
 # A device names its model (or gives kind + metrics inline), where it is
 # (floor, room, zone) and, for sub-meters, its parent meter.
 """
@@ -133,6 +134,28 @@ BUILDINGS: list[tuple[str, str, str, int, float]] = [
     ("dorm-7", "Graduate Dormitory 7", "dormitory", 5, 1.0),
     ("dorm-8", "Graduate Dormitory 8", "dormitory", 5, 1.0),
 ]
+# the names the public board and notices use in Chinese
+NAMES_ZH = {
+    "plant": "中央能源站",
+    "admin-1": "行政楼",
+    "admin-2": "学生事务中心",
+    "teach-1": "第一教学楼",
+    "teach-2": "第二教学楼",
+    "teach-3": "第三教学楼",
+    "teach-4": "第四教学楼",
+    "teach-5": "公共讲堂",
+    "lab-1": "化学实验楼",
+    "lab-2": "物理实验楼",
+    "lab-3": "生命科学实验楼",
+    "library": "图书馆",
+    "canteen-1": "北食堂",
+    "canteen-2": "南食堂",
+    "gym": "体育馆",
+    "pool": "游泳馆",
+    **{f"dorm-{i}": f"{i}号宿舍楼" for i in range(1, 7)},
+    "dorm-7": "7号研究生宿舍楼",
+    "dorm-8": "8号研究生宿舍楼",
+}
 ROOMS_PER_FLOOR = 12
 ORIGIN = (31.0260, 121.4330)  # campus centre (lat, lon)
 
@@ -165,6 +188,7 @@ def render() -> str:
         out += [
             f"  - id: {bid}",
             f"    name: {name}",
+            f"    name_zh: {NAMES_ZH[bid]}",
             f"    type: {btype}",
             f"    lat: {lat}",
             f"    lon: {lon}",

@@ -189,6 +189,9 @@ class Dispatcher:
     store: Store
     channels: Channels
     clock: Callable[[], datetime]
+    # (ticket id, technician id) -> a signed link opening the ticket's page
+    # (api.links.ticket_link); a notice to one technician carries theirs as ``url``
+    link: Callable[[int, str], str] | None = None
     _notifiers: dict[tuple[str, str | None], Notifier] = field(default_factory=dict)
 
     def dispatch(self, limit: int = 100) -> int:
@@ -235,6 +238,8 @@ class Dispatcher:
             return 0
         data = ticket.as_json()
         data["event_at"] = item.created_at.isoformat()  # when the change happened
+        if item.recipient is not None and self.link is not None:
+            data["url"] = self.link(ticket.id, item.recipient)  # theirs only: it opens the ticket
         title, body = render(item.event, data, item.language)
         notice = Notice(
             key=item.key,

@@ -58,7 +58,11 @@ class TicketService:
         self.client = self._make_client()
         self.dispatcher: Dispatcher | None = None
         if tickets.channels is not None:
-            self.dispatcher = Dispatcher(tickets.store, tickets.channels, tickets.clock)
+            from api.links import ticket_link
+
+            self.dispatcher = Dispatcher(
+                tickets.store, tickets.channels, tickets.clock, link=ticket_link(settings)
+            )
         self._sender = threading.Thread(target=self._send_loop, name="outbox", daemon=True)
 
     def _make_client(self) -> mqtt.Client:

@@ -1,5 +1,330 @@
-"""(being written)"""
+"""The technician page ``/t/{ticket}?k=<token>``: one ticket on a phone, opened
+from the signed link in the technician's alert (:mod:`api.links`), with no
+login beyond that link.
 
-from fastapi import APIRouter
+It shows what happened, where (building, floor, room, device), since when (in
+the campus's time), severity, state and the SLA deadline, the evidence plot,
+the notes, and three buttons: *acknowledge*, *on my way* (acknowledges and
+takes the ticket first when nobody has yet, then starts the work) and
+*resolved*, plus a notes form. Each button posts a form carrying the same
+signed token in its body (another site cannot forge it), acts in the ticket's
+history as the link's technician, and comes back to the page (303). A change
+the ticket's state refuses is shown on the page (409).
 
-router = APIRouter()
+The evidence plot: an anomaly ticket's own plot (its description says ``Plot
+of the last day: <path>``; served only from under ``{var_dir}/anomaly``), else
+the device's last 24 hours drawn from InfluxDB, else none.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from api.i18n import Words, building_name, choose
+from api.links import Grant, LinkRefused, Links, links_for
+from api.pages.render import message, page
+from campus.errors import CampusError
+from campus.influx import rows
+from campus.influxql import quote_ident, quote_literal
+from campus.registry import Campus
+from tickets.models import AlertRecord, State, Technician, Ticket
+from tickets.service import InvalidTransition, TicketError, TicketNotFound, Tickets, utcnow
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+TicketId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+Token = Annotated[str, Query(min_length=1, max_length=400)]
+FormToken = Annotated[str, Form(min_length=1, max_length=400)]
+NoteText = Annotated[str, Form(max_length=10_000)]
+
+PLOT_LINE = re.compile(r"Plot of the last day: (\S+)")
+MAX_PLOT_BYTES = 2 * 1024 * 1024
+ACTIONS = ("acknowledge", "start", "resolve", "note")
+# the states each button may act from (the others show it disabled)
+ENABLED = {
+    "acknowledge": {State.open.value},
+    "start": {State.open.value, State.acknowledged.value, State.assigned.value},
+    "resolve": {State.acknowledged.value, State.assigned.value, State.in_progress.value},
+}
+
+
+def _links(request: Request) -> Links:
+    links: Links | None = getattr(request.app.state, "links", None)
+    if links is None:
+        links = links_for(request.app.state.settings)
+        request.app.state.links = links
+    return links
+
+
+def _language(request: Request, technician: str | None) -> str:
+    """The visitor's choice, else the technician's language, else the campus default."""
+    default: str = request.app.state.settings.language
+    if technician is not None:
+        tickets: Tickets = request.app.state.tickets
+        with tickets.store.session() as s:
+            tech = s.get(Technician, technician)
+            if tech is not None and tech.language in ("zh", "en"):
+                default = tech.language
+    return choose(request, default)
+
+
+def _grant(request: Request, ticket_id: int, token: str) -> Grant | HTMLResponse:
+    """The link's grant, or the page saying why it opens nothing (a link of a
+    technician the ticket store no longer knows opens nothing either)."""
+    try:
+        grant = _links(request).check(token, ticket_id)
+        tickets: Tickets = request.app.state.tickets
+        with tickets.store.session() as s:
+            if s.get(Technician, grant.technician) is None:
+                raise LinkRefused("bad", f"no technician {grant.technician!r}")
+        return grant
+    except LinkRefused as exc:
+        lang = _language(request, None)
+        title, text = {
+            "expired": ("link_expired", "link_expired_text"),
+            "other": ("link_other", "link_other_text"),
+        }.get(exc.reason, ("link_bad", "link_bad_text"))
+        here = f"/t/{ticket_id}?{urlencode({'k': token})}"
+        return message(request, lang, 403, title, text, here=here)
+
+
+@router.get("/t/{ticket_id}", response_class=HTMLResponse)
+def ticket_page(ticket_id: TicketId, k: Token, request: Request) -> Response:
+    """The ticket, for the technician the link was made for."""
+    grant = _grant(request, ticket_id, k)
+    if isinstance(grant, Response):
+        return grant
+    done = request.query_params.get("done")
+    flash = ("ok", f"done_{done}") if done in ACTIONS else None
+    return _render(request, grant, k, flash=flash)
+
+
+def _render(
+    request: Request,
+    grant: Grant,
+    token: str,
+    *,
+    flash: tuple[str, str] | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    lang = _language(request, grant.technician)
+    tickets: Tickets = request.app.state.tickets
+    try:
+        ticket = tickets.get(grant.ticket)
+    except TicketNotFound:
+        here = f"/t/{grant.ticket}?{urlencode({'k': token})}"
+        return message(request, lang, 404, "ticket_missing", "ticket_missing_text", here=here)
+    campus: Campus = request.app.state.campus
+    words = Words(lang)
+    tz = ZoneInfo(campus.timezone)
+    now = utcnow()
+
+    def local(at: datetime | None) -> str:
+        return at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if at else ""
+
+    building = campus.buildings.get(ticket.building)
+    device = campus.devices.get(ticket.device) if ticket.device else None
+    due_kind, due = (
+        ("ack_due", ticket.ack_due)
+        if ticket.state == State.open.value
+        else ("resolve_due", ticket.resolve_due)
+    )
+    if ticket.state in (State.resolved.value, State.closed.value):
+        due = None
+    messages: list[tuple[str, str]] = []
+    if flash is not None:
+        messages.append((flash[0], words[flash[1]]))
+    if error is not None:
+        if status_code == 409:  # the state refused: say so in the page's language first
+            state = words.get(f"st_{ticket.state}", ticket.state)
+            error = f"{words('refused_state', state=state)} ({error})"
+        messages.append(("error", words("refused", reason=error)))
+    context: dict[str, Any] = {
+        "t": ticket,
+        "token": token,
+        "building": building_name(building, lang) if building else ticket.building,
+        "device": device,
+        "floor": device.floor if device else None,
+        "room": device.room if device else None,
+        "since": local(ticket.first_seen),
+        "due_kind": due_kind,
+        "due": local(due),
+        "overdue": due is not None and due <= now,
+        "plot": _plot(request, ticket, words, tz),
+        "enabled": {a: ticket.state in states for a, states in ENABLED.items()},
+        "messages": messages,
+        "comments": [(local(c.at), c.author, c.text) for c in ticket.comments],
+        "description": PLOT_LINE.sub("", ticket.description or "").strip(),
+    }
+    here = f"/t/{grant.ticket}?{urlencode({'k': token})}"
+    return page(
+        request,
+        "technician.html",
+        lang,
+        context,
+        status_code=status_code,
+        private=True,
+        here=here,
+    )
+
+
+@router.post("/t/{ticket_id}/{action}", response_class=HTMLResponse)
+def act(
+    ticket_id: TicketId,
+    action: str,
+    request: Request,
+    k: FormToken,
+    note: NoteText = "",
+) -> Response:
+    """A button of the page: acknowledge, start (on my way), resolve, or a note."""
+    grant = _grant(request, ticket_id, k)
+    if isinstance(grant, Response):
+        return grant
+    if action not in ACTIONS:
+        return message(request, _language(request, grant.technician), 404, "not_found", "not_found")
+    tickets: Tickets = request.app.state.tickets
+    who = grant.technician
+    note = note.strip()
+    try:
+        if action == "acknowledge":
+            tickets.acknowledge(ticket_id, who)
+        elif action == "start":
+            _on_my_way(tickets, ticket_id, who)
+        elif action == "resolve":
+            tickets.resolve(ticket_id, who, note)
+        else:
+            if not note:
+                words = Words(_language(request, who))
+                return _render(request, grant, k, error=words["empty_note"], status_code=422)
+            tickets.comment(ticket_id, who, note)
+    except TicketNotFound:
+        return _render(request, grant, k)  # says the ticket does not exist
+    except InvalidTransition as exc:
+        return _render(request, grant, k, error=str(exc), status_code=409)
+    except TicketError as exc:
+        return _render(request, grant, k, error=str(exc), status_code=422)
+    query = urlencode({"k": k, "done": action})
+    return RedirectResponse(f"/t/{ticket_id}?{query}", status_code=303)
+
+
+def _on_my_way(tickets: Tickets, ticket_id: int, who: str) -> None:
+    """Start the work; a ticket nobody has taken yet is acknowledged and given
+    to ``who`` first (the lifecycle starts only assigned tickets)."""
+    ticket = tickets.get(ticket_id)
+    if ticket.state == State.open.value:
+        ticket = tickets.acknowledge(ticket_id, who)
+    if ticket.state == State.acknowledged.value:
+        tickets.assign(ticket_id, who, technician=who)
+    tickets.start(ticket_id, who)
+
+
+# ---------------------------------------------------------------- evidence
+
+
+def _plot(request: Request, ticket: Ticket, words: Words, tz: ZoneInfo) -> str | None:
+    """The evidence plot as a ``data:`` URL, or None when there is none."""
+    png = _anomaly_plot(request, ticket) or _readings_plot(request, ticket, words, tz)
+    if png is None:
+        return None
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def _anomaly_plot(request: Request, ticket: Ticket) -> bytes | None:
+    """The plot an anomaly ticket names, if it is a PNG under ``{var_dir}/anomaly``."""
+    found = PLOT_LINE.search(ticket.description or "")
+    if found is None:
+        return None
+    root = (Path(request.app.state.settings.var_dir) / "anomaly").resolve()
+    try:
+        path = Path(found.group(1)).resolve()
+        if not path.is_relative_to(root) or path.suffix.lower() != ".png" or not path.is_file():
+            return None
+        if path.stat().st_size > MAX_PLOT_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if data.startswith(b"\x89PNG\r\n\x1a\n") else None
+
+
+def _metric(request: Request, ticket: Ticket, fields: list[str]) -> str | None:
+    """The metric the ticket's alert watched, else the device's first non-counter one."""
+    tickets: Tickets = request.app.state.tickets
+    with tickets.store.session() as s:
+        metric = s.scalars(
+            select(AlertRecord.metric).where(AlertRecord.ticket_id == ticket.id).limit(1)
+        ).first()
+    if metric in fields:
+        return metric
+    return fields[0] if fields else None
+
+
+def _readings_plot(request: Request, ticket: Ticket, words: Words, tz: ZoneInfo) -> bytes | None:
+    """The device's last 24 hours (15-minute means) from InfluxDB, drawn small."""
+    campus: Campus = request.app.state.campus
+    device = campus.devices.get(ticket.device) if ticket.device else None
+    if device is None:
+        return None
+    fields = [m for m, spec in device.metrics.items() if not getattr(spec, "counter", False)]
+    metric = _metric(request, ticket, fields)
+    if metric is None:
+        return None
+    # InfluxQL, every name quoted; metric and device come from the registry
+    q = (
+        f"SELECT mean({quote_ident(metric)}) AS v FROM {quote_ident(device.kind)} "  # nosec B608
+        f"WHERE {quote_ident('device')} = {quote_literal(device.id)} "
+        "AND time > now() - 24h GROUP BY time(15m) fill(none)"
+    )
+    try:
+        points = rows(request.app.state.influx.query(q, epoch="ms"))
+    except (CampusError, ValueError) as exc:
+        log.info("no evidence plot for ticket %s: %s", ticket.id, exc)
+        return None
+    if not points:
+        return None
+    unit = getattr(device.metrics[metric], "unit", "")
+    return _draw(
+        [datetime.fromtimestamp(p["time"] / 1000, tz) for p in points],
+        [float(p["v"]) for p in points],
+        f"{device.id} {metric}" + (f" ({unit})" if unit else ""),
+        tz,
+    )
+
+
+def _draw(times: list[datetime], values: list[float], label: str, tz: ZoneInfo) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import dates as mdates
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.8, 2.4), dpi=100)
+    ax = fig.add_subplot()
+    x = [float(mdates.date2num(t)) for t in times]
+    ax.plot(x, values, color="#1f5fbf", linewidth=1.4)
+    ax.set_title(label, fontsize=9)
+    ax.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 4), tz=tz))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
+    ax.set_xlim(float(mdates.date2num(times[-1] - timedelta(hours=24))), x[-1])
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()
