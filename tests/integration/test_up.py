@@ -106,6 +106,16 @@ def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
             "ready": True,
             "checks": {"database": "ok", "influxdb": "ok", "broker": "ok"},
         }
+        # the office sees the building in fault; occupants see a notice without names
+        def teach_1() -> str:
+            return str(api.get("/api/buildings/teach-1").json().get("state"))
+
+        assert wait_for(lambda: teach_1() == "fault", 30), teach_1()
+        board = httpx.get(f"http://127.0.0.1:{env['CAMPUS_API_PORT']}/?lang=en")
+        assert board.status_code == 200 and "Teaching Building 1" in board.text
+        assert "tech-wang-jg" not in board.text and "wm-teach-1-f2" not in board.text
+        public = api.get("/api/notices?lang=en").json()["notices"]
+        assert [n["building"] for n in public] == ["teach-1"], public
         assert api.post(f"/api/tickets/{tid}/start").status_code == 200
         r = api.post(f"/api/tickets/{tid}/resolve", json={"note": "valve replaced"})
         assert r.status_code == 200 and r.json()["state"] == "resolved"
