@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from api.accounts import add_user, create_token
 from api.app import create_app
 from api.state import CampusState
 from campus.calendar import load_calendar
@@ -31,6 +30,7 @@ from campus.registry import load_campus
 from campus.settings import Settings
 from campus.stack import Influxd, free_port
 from simulators.engine import CampusSimulator
+from tests.accounts import add_accounts
 from tests.conftest import CONFIG
 from tickets.models import Role
 from tickets.serve import TicketService
@@ -148,9 +148,7 @@ def world(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     app = create_app(settings)
     with TestClient(app) as client:
         tickets: Tickets = app.state.tickets
-        for user, (role, tech) in USERS.items():
-            add_user(tickets.store, user, "", role, technician=tech)
-        tokens = {user: create_token(tickets.store, user) for user in USERS}
+        tokens = add_accounts(tickets.store, USERS)
         state: CampusState = app.state.campus_state
         state.max_age_s = 0.1  # changes show within a poll or two
         yield World(client, settings, influx, tokens, written, first_ms, last_ms, tickets)

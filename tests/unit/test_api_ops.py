@@ -19,12 +19,12 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.accounts import add_user, create_token
 from api.app import create_app
 from api.routers import rules as rules_routes
 from api.routers import stream
 from campus.settings import Settings
 from rules.cli import lint as lint_command
+from tests.accounts import add_accounts
 from tests.conftest import CONFIG
 from tickets.cli import open_tickets
 from tickets.models import Role, Source
@@ -63,9 +63,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     var = tmp_path_factory.mktemp("ops")
     settings = Settings(var_dir=var, config_dir=CONFIG, mqtt_url="mqtt://127.0.0.1:9")
     tickets = open_tickets(settings)
-    for user, (r, tech) in USERS.items():
-        add_user(tickets.store, user, "", r, technician=tech)
-    tokens = {user: create_token(tickets.store, user) for user in USERS}
+    tokens = add_accounts(tickets.store, USERS)
     with TestClient(create_app(settings, tickets)) as client:
         yield Api(client, tokens, tickets)
     tickets.store.close()

@@ -4,7 +4,6 @@ transitions and the errors each bad request gets."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,14 +11,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.accounts import add_user, create_token, revoke_tokens
+from api.accounts import create_token, revoke_tokens
 from api.app import create_app
 from campus.settings import Settings
+from tests.accounts import StoreTemplate, store_with_accounts
 from tests.conftest import CONFIG
-from tickets.cli import open_tickets
-from tickets.db import open_store
 from tickets.models import Role
-from tickets.oncall import OnCall
 from tickets.service import Tickets
 
 # technician -> (team trade, a building their team covers, one it does not)
@@ -50,35 +47,20 @@ USERS = {
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, OnCall, dict[str, str]]:
-    """A migrated store with the on-call people, the accounts and their tokens,
-    made once and copied for each test."""
-    var = tmp_path_factory.mktemp("template")
-    tickets = open_tickets(Settings(var_dir=var, config_dir=CONFIG))
-    for user, (role, tech) in USERS.items():
-        add_user(tickets.store, user, "", role, technician=tech)
-    tokens = {user: create_token(tickets.store, user) for user in USERS}
-    tickets.store.close()
-    assert tickets.oncall is not None
-    return var / "campus.db", tickets.oncall, tokens
+def template(tmp_path_factory: pytest.TempPathFactory) -> StoreTemplate:
+    return store_with_accounts(tmp_path_factory.mktemp("template"), USERS)
 
 
 @pytest.fixture
-def tickets(template: tuple[Path, OnCall, dict[str, str]], tmp_path: Path) -> Tickets:
-    db, oncall, _ = template
-    shutil.copy(db, tmp_path / "campus.db")
-    t = Tickets(open_store(f"sqlite:///{tmp_path / 'campus.db'}", upgrade=False))
-    t.oncall = oncall
-    return t
+def tickets(template: StoreTemplate, tmp_path: Path) -> Tickets:
+    return template.copy(tmp_path)
 
 
 @pytest.fixture
-def api(
-    tickets: Tickets, template: tuple[Path, OnCall, dict[str, str]], tmp_path: Path
-) -> Iterator[Api]:
+def api(tickets: Tickets, template: StoreTemplate, tmp_path: Path) -> Iterator[Api]:
     settings = Settings(var_dir=tmp_path, config_dir=CONFIG)
     with TestClient(create_app(settings, tickets)) as client:
-        yield Api(client, template[2])
+        yield Api(client, template.tokens)
 
 
 def raise_ticket(api: Api, building: str, trade: str, key: str | None = None) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,16 +23,13 @@ from sqlalchemy import inspect, select, text
 from starlette.requests import Request
 
 from api import feedback as fb
-from api.accounts import add_user, create_token
 from api.app import create_app
 from api.limits import RateLimiter
 from campus.registry import Campus
 from campus.settings import Settings
+from tests.accounts import StoreTemplate, store_with_accounts
 from tests.conftest import CONFIG
-from tickets.cli import open_tickets
-from tickets.db import open_store
 from tickets.models import AlertRecord, Feedback, Role, Source, Ticket
-from tickets.oncall import OnCall
 from tickets.service import Alert, Tickets
 
 USERS = {
@@ -47,16 +43,8 @@ COOKIE = "session-cookie-5512"
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, OnCall, dict[str, str]]:
-    """A migrated store with the on-call people and staff accounts, copied per test."""
-    var = tmp_path_factory.mktemp("template")
-    tickets = open_tickets(Settings(var_dir=var, config_dir=CONFIG))
-    for user, (role, tech) in USERS.items():
-        add_user(tickets.store, user, "", role, technician=tech)
-    tokens = {user: create_token(tickets.store, user) for user in USERS}
-    tickets.store.close()
-    assert tickets.oncall is not None
-    return var / "campus.db", tickets.oncall, tokens
+def template(tmp_path_factory: pytest.TempPathFactory) -> StoreTemplate:
+    return store_with_accounts(tmp_path_factory.mktemp("template"), USERS)
 
 
 @dataclass
@@ -79,22 +67,17 @@ class World:
         return fb.submit(self.tickets, self.settings, self.campus, sub)
 
 
-def world(
-    template: tuple[Path, OnCall, dict[str, str]], tmp_path: Path, **settings: Any
-) -> Iterator[World]:
-    db, oncall, tokens = template
-    shutil.copy(db, tmp_path / "campus.db")
-    tickets = Tickets(open_store(f"sqlite:///{tmp_path / 'campus.db'}", upgrade=False))
-    tickets.oncall = oncall
+def world(template: StoreTemplate, tmp_path: Path, **settings: Any) -> Iterator[World]:
+    tickets = template.copy(tmp_path)
     s = Settings(var_dir=tmp_path, config_dir=CONFIG, **settings)
     app = create_app(s, tickets)
     with TestClient(app, client=(PEER, 40000)) as client:
-        yield World(tickets, s, app.state.campus, client, app, tokens)
+        yield World(tickets, s, app.state.campus, client, app, template.tokens)
     tickets.store.close()
 
 
 @pytest.fixture
-def w(template: tuple[Path, OnCall, dict[str, str]], tmp_path: Path) -> Iterator[World]:
+def w(template: StoreTemplate, tmp_path: Path) -> Iterator[World]:
     yield from world(template, tmp_path, feedback_rate_per_hour=1000)
 
 
@@ -249,7 +232,7 @@ def test_nothing_identifying_the_sender_is_stored_or_logged(
 
 
 def test_a_flood_from_one_client_is_429_while_another_gets_through(
-    template: tuple[Path, OnCall, dict[str, str]], tmp_path: Path
+    template: StoreTemplate, tmp_path: Path
 ) -> None:
     for v in world(template, tmp_path, feedback_rate_per_hour=5):
         per_hour = v.settings.feedback_rate_per_hour
@@ -471,7 +454,7 @@ def test_an_alert_ticket_closed_before_the_report_is_not_its_ticket(w: World) ->
 
 
 def test_the_sender_rates_the_repair_once_when_its_ticket_closes(
-    template: tuple[Path, OnCall, dict[str, str]], tmp_path: Path
+    template: StoreTemplate, tmp_path: Path
 ) -> None:
     for v in world(template, tmp_path, feedback_ticket_threshold=1, feedback_rate_per_hour=100):
         got = v.client.post("/api/feedback", json=body(building="teach-3", category="no_water"))

@@ -7,22 +7,18 @@ page's buttons changing the ticket."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api.accounts import add_user, create_token
 from api.app import create_app
 from api.links import Links, links_for
 from campus.settings import Settings
+from tests.accounts import StoreTemplate, store_with_accounts
 from tests.conftest import CONFIG
-from tickets.cli import open_tickets
-from tickets.db import open_store
 from tickets.models import Role, Ticket
-from tickets.oncall import OnCall
 from tickets.service import Tickets
 
 PLUMBER = "tech-wang-jg"  # plumbing, teaching area
@@ -37,15 +33,8 @@ USERS = {
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, OnCall, dict[str, str]]:
-    var = tmp_path_factory.mktemp("pages")
-    tickets = open_tickets(Settings(var_dir=var, config_dir=CONFIG))
-    for user, (role, tech) in USERS.items():
-        add_user(tickets.store, user, "", role, technician=tech)
-    tokens = {user: create_token(tickets.store, user) for user in USERS}
-    tickets.store.close()
-    assert tickets.oncall is not None
-    return var / "campus.db", tickets.oncall, tokens
+def template(tmp_path_factory: pytest.TempPathFactory) -> StoreTemplate:
+    return store_with_accounts(tmp_path_factory.mktemp("pages"), USERS)
 
 
 @pytest.fixture
@@ -54,12 +43,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def tickets(template: tuple[Path, OnCall, dict[str, str]], tmp_path: Path) -> Tickets:
-    db, oncall, _ = template
-    shutil.copy(db, tmp_path / "campus.db")
-    t = Tickets(open_store(f"sqlite:///{tmp_path / 'campus.db'}", upgrade=False))
-    t.oncall = oncall
-    return t
+def tickets(template: StoreTemplate, tmp_path: Path) -> Tickets:
+    return template.copy(tmp_path)
 
 
 @pytest.fixture
@@ -69,8 +54,8 @@ def client(tickets: Tickets, settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def tokens(template: tuple[Path, OnCall, dict[str, str]]) -> dict[str, str]:
-    return template[2]
+def tokens(template: StoreTemplate) -> dict[str, str]:
+    return template.tokens
 
 
 def auth(tokens: dict[str, str], who: str) -> dict[str, str]:
