@@ -180,6 +180,36 @@ class Submission:
     photo_type: str | None = None
     language: str = "zh"
 
+    @classmethod
+    def from_form(
+        cls,
+        settings: Settings,
+        *,
+        category: str,
+        building: str,
+        room: str,
+        text: str,
+        contact: str,
+        photo: Any,
+        language: str,
+    ) -> Submission:
+        """A report from a multipart form (``photo``: an upload or None); empty
+        fields are absent ones, and the photo is read only up to one byte past
+        its limit (``clean_photo`` then refuses it)."""
+        data: bytes | None = None
+        if photo is not None and photo.filename:
+            data = photo.file.read(settings.feedback_max_photo_bytes + 1) or None
+        return cls(
+            category=category,
+            building=building,
+            room=room or None,
+            text=text,
+            contact=contact or None,
+            photo=data,
+            photo_type=photo.content_type if data is not None else None,
+            language=language,
+        )
+
 
 @dataclass(frozen=True)
 class Receipt:

@@ -114,17 +114,14 @@ def send(
                 here="/feedback",
             )
     settings = request.app.state.settings
-    data: bytes | None = None
-    if photo is not None and photo.filename:
-        data = photo.file.read(settings.feedback_max_photo_bytes + 1) or None
-    submission = fb.Submission(
+    submission = fb.Submission.from_form(
+        settings,
         category=category,
         building=building,
-        room=room or None,
+        room=room,
         text=text,
-        contact=contact or None,
-        photo=data,
-        photo_type=photo.content_type if photo is not None else None,
+        contact=contact,
+        photo=photo,
         language=lang,
     )
     tickets: Tickets = request.app.state.tickets

@@ -257,17 +257,14 @@ def upload(
     """The same report as a multipart form, with an optional photo."""
     state = request.app.state
     settings: Settings = state.settings
-    data = None
-    if photo is not None:
-        data = photo.file.read(settings.feedback_max_photo_bytes + 1) or None
-    sub = service.Submission(
+    sub = service.Submission.from_form(
+        settings,
         category=category,
         building=building,
-        room=room or None,
+        room=room or "",
         text=text,
-        contact=contact or None,
-        photo=data,
-        photo_type=photo.content_type if photo is not None else None,
+        contact=contact or "",
+        photo=photo,
         language=language or settings.language,
     )
     return _receipt(service.submit(svc, settings, state.campus, sub))
