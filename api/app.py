@@ -13,6 +13,7 @@ Errors have one shape, ``{"detail": "..."}``, and one status each:
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -72,6 +73,12 @@ def create_app(settings: Settings, tickets: Tickets | None = None) -> FastAPI:
         try:
             for start in app.state.on_start:
                 await start(app)
+            if app.state.freeze_after_start:
+                # What exists now (registry, config, routes) lives as long as the
+                # process: kept out of the collector's full passes, which otherwise
+                # took about 100 ms of every 40th ticket page (docs/performance.md).
+                gc.collect()
+                gc.freeze()
             yield
         finally:
             for stop in app.state.on_stop:
@@ -92,6 +99,7 @@ def create_app(settings: Settings, tickets: Tickets | None = None) -> FastAPI:
     app.state.buildings = frozenset(app.state.campus.buildings)
     app.state.on_start = []  # async callables(app), run at startup (in this order)
     app.state.on_stop = []
+    app.state.freeze_after_start = False  # run() sets it: a served process, not a test
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)  # inside the timing layer
     for module in ROUTERS:
         install = getattr(module, "install", None)
@@ -291,4 +299,6 @@ def run(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     config: dict[str, Any] = {"log_level": settings.log_level.lower(), "access_log": False}
-    uvicorn.run(create_app(settings), host=host, port=port, **config)
+    app = create_app(settings)
+    app.state.freeze_after_start = True
+    uvicorn.run(app, host=host, port=port, **config)

@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, raiseload
 from sqlalchemy.orm.exc import StaleDataError
 
 from campus.errors import CampusError
@@ -90,6 +90,12 @@ _HINTS = {
     (State.open, "resolve"): "acknowledge it first",
     (State.acknowledged, "start"): "assign it first",
 }
+
+
+# Lists show tickets, not their histories: loading every listed ticket's events
+# and comments was 40 % of a ticket page's time (docs/performance.md); reading
+# them from a listed ticket is an error rather than a query per ticket.
+WITHOUT_HISTORY = (raiseload(Ticket.events), raiseload(Ticket.comments))
 
 
 def utcnow() -> datetime:
@@ -468,7 +474,7 @@ class Tickets:
         limit: int = 200,
     ) -> list[Ticket]:
         """Tickets, newest first, filtered by state, building and severity."""
-        q = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+        q = select(Ticket).options(*WITHOUT_HISTORY).order_by(Ticket.id.desc()).limit(limit)
         if states:
             q = q.where(Ticket.state.in_(list(states)))
         if building:
@@ -504,7 +510,7 @@ class Tickets:
             conds.append(scope.clause())
         with self.store.session() as s:
             total = s.scalar(select(func.count()).select_from(Ticket).where(*conds)) or 0
-            q = select(Ticket).where(*conds).order_by(Ticket.id.desc())
+            q = select(Ticket).options(*WITHOUT_HISTORY).where(*conds).order_by(Ticket.id.desc())
             return list(s.scalars(q.limit(limit).offset(offset)).all()), total
 
     # ---------------------------------------------------------------- plumbing
