@@ -9,12 +9,16 @@ engineers and admins work every ticket.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from api.accounts import Principal
 from api.deps import PrincipalDep, TicketsDep, role
+from api.evidence import evidence_png, has_evidence
 from api.schemas import (
     AssignIn,
     CloseIn,
@@ -31,7 +35,7 @@ from api.schemas import (
     TicketPage,
     Trade,
 )
-from tickets.models import Role, Source, State, Ticket
+from tickets.models import AlertRecord, Role, Source, State, Ticket
 from tickets.oncall import ALL
 from tickets.service import Alert, TicketNotFound, Tickets, WorkScope, utcnow
 
@@ -139,10 +143,68 @@ def raise_ticket(
     )
 
 
-@router.get("/{ticket_id}", response_model=TicketDetail, responses=ERRORS)
-def read_ticket(ticket_id: TicketId, svc: TicketsDep, who: PrincipalDep) -> TicketDetail:
-    """One ticket with its history and notes."""
-    return TicketDetail.of(_ticket(svc, who, ticket_id))
+class EvidenceOut(BaseModel):
+    """What an alert of the ticket saw: rule, metric, value and, for an anomaly,
+    what the model expected (in ``detail``)."""
+
+    rule: str | None
+    device: str | None
+    metric: str | None
+    value: float | None
+    state: str
+    fired_at: datetime
+    changed_at: datetime
+    detail: dict[str, Any]
+
+
+class TicketEvidence(TicketDetail):
+    """A ticket with its history, notes and evidence."""
+
+    evidence: list[EvidenceOut] = Field(description="The alerts that raised or joined it.")
+    plot: str | None = Field(description="Where its evidence plot is, when it may have one.")
+
+
+@router.get("/{ticket_id}", response_model=TicketEvidence, responses=ERRORS)
+def read_ticket(ticket_id: TicketId, svc: TicketsDep, who: PrincipalDep) -> TicketEvidence:
+    """One ticket with its history, notes and evidence."""
+    ticket = _ticket(svc, who, ticket_id)
+    with svc.store.session() as s:
+        alerts = s.scalars(
+            select(AlertRecord)
+            .where(AlertRecord.ticket_id == ticket_id)
+            .order_by(AlertRecord.fired_at)
+        ).all()
+        evidence = [
+            EvidenceOut(
+                rule=a.rule,
+                device=a.device,
+                metric=a.metric,
+                value=a.value,
+                state=a.state,
+                fired_at=a.fired_at,
+                changed_at=a.changed_at,
+                detail=a.detail or {},
+            )
+            for a in alerts
+        ]
+    plot = f"/api/tickets/{ticket_id}/evidence.png" if has_evidence(ticket) else None
+    return TicketEvidence(**TicketDetail.of(ticket).model_dump(), evidence=evidence, plot=plot)
+
+
+@router.get(
+    "/{ticket_id}/evidence.png",
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"image/png": {}}, "description": "The plot."}},
+)
+def evidence_plot(
+    ticket_id: TicketId, request: Request, svc: TicketsDep, who: PrincipalDep
+) -> Response:
+    """The ticket's evidence plot: the anomaly model's own, else the device's
+    last 24 hours; 404 when there is none."""
+    png = evidence_png(request, _ticket(svc, who, ticket_id))
+    if png is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"ticket {ticket_id} has no plot")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/{ticket_id}/acknowledge", response_model=TicketOut, responses=MOVES)

@@ -568,6 +568,13 @@ def test_alerts_are_recorded_by_the_ticket_service_and_scoped(world: World) -> N
     detail = world.get("wang", "/api/buildings/teach-3").json()
     assert [a["dedup_key"] for a in detail["alerts"]] == ["leak:wm-teach-3"]
     assert world.get("liu", "/api/buildings/teach-3").json()["alerts"] == []
+    # the ticket shows what its alert saw, and a plot of its meter from InfluxDB
+    ticket = world.get("wang", f"/api/tickets/{academic}").json()
+    assert [(e["rule"], e["value"]) for e in ticket["evidence"]] == [("leak", 42.5)]
+    assert ticket["evidence"][0]["detail"]["runbook"] == "close the valve"
+    plot = world.get("wang", ticket["plot"])
+    assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")
+    assert world.get("liu", ticket["plot"]).status_code == 404  # not theirs to see
 
 
 def test_record_alert_keeps_the_latest_state(world: World) -> None:
