@@ -43,6 +43,7 @@ USERS = {
     "wang": (Role.technician, PLUMBER),
     "liu": (Role.technician, DORM_PLUMBER),
     "zhou": (Role.technician, "tech-zhou-gp"),  # an electrician of the teaching area
+    "root": (Role.admin, None),
 }
 
 
@@ -198,6 +199,45 @@ def test_every_technician_against_every_ticket_and_action(api: Api) -> None:
     # a technician takes tickets for themselves only
     r = api("zhou", "POST", f"/api/tickets/{hvac}/assign", json={"technician": PLUMBER})
     assert r.status_code == 403
+
+
+def test_every_role_against_every_ticket_route(api: Api) -> None:
+    """Who may and who may not, on each ticket route: without a token 401; a
+    viewer reads and changes nothing (403); a technician outside the ticket's
+    team gets the 404 of a missing ticket; the team's technician, engineers and
+    admins are let through (the ticket's state may still refuse: 409)."""
+    routes: list[tuple[str, str, dict[str, object] | None]] = [
+        ("GET", "", None),
+        ("GET", "/evidence.png", None),
+        ("POST", "/acknowledge", None),
+        ("POST", "/assign", {"technician": PLUMBER}),
+        ("POST", "/start", None),
+        ("POST", "/resolve", {"note": "done"}),
+        ("POST", "/close", {"force": True}),
+        ("POST", "/reopen", {"reason": "back"}),
+        ("POST", "/comments", {"text": "seen"}),
+        ("PUT", "/notice", {"internal": False, "public_note": None}),
+    ]
+    let_through = {200, 201, 409}
+    for method, suffix, body in routes:
+        tid = raise_ticket(api, "teach-1", "plumbing")
+        path = f"/api/tickets/{tid}{suffix}"
+        got = {who: api(who, method, path, json=body).status_code for who in USERS}
+        got["nobody"] = api(None, method, path, json=body).status_code
+        if suffix == "/evidence.png":  # a ticket without a device has no plot: 404 for all
+            assert got == {**dict.fromkeys(USERS, 404), "nobody": 401}, got
+            continue
+        assert got["nobody"] == 401, (path, got)
+        assert got["liu"] == got["zhou"] == 404, (path, got)  # not their trade or area
+        for who in ("wang", "eng", "root"):
+            assert got[who] in let_through, (path, who, got)
+        assert got["office"] == (200 if method == "GET" else 403), (path, got)
+    assert api(None, "GET", "/api/tickets").status_code == 401
+    for who in USERS:
+        assert api(who, "GET", "/api/tickets").status_code == 200
+        create = {"building": "dorm-1", "trade": "hvac", "title": "Too cold"}
+        r = api(who, "POST", "/api/tickets", json=create)
+        assert r.status_code == (403 if who == "office" else 201), (who, r.text)
 
 
 def test_the_openapi_document_lists_the_routes(api: Api) -> None:
