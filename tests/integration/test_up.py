@@ -106,6 +106,7 @@ def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
             "ready": True,
             "checks": {"database": "ok", "influxdb": "ok", "broker": "ok"},
         }
+
         # the office sees the building in fault; occupants see a notice without names
         def teach_1() -> str:
             return str(api.get("/api/buildings/teach-1").json().get("state"))
