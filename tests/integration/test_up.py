@@ -44,6 +44,13 @@ def _count(client: InfluxClient) -> int:
 
 
 @pytest.mark.integration
+def _answers(client: httpx.Client, path: str) -> bool:
+    try:
+        return client.get(path).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
     env, mqtt_port, influx_port = fresh_stack_env(tmp_path)
     env["CAMPUS_TICKETS_VERIFY_CLEAR_S"] = "1"
@@ -102,6 +109,8 @@ def test_up_starts_runs_stops_and_restarts_with_its_data(tmp_path):
             base_url=f"http://127.0.0.1:{env['CAMPUS_API_PORT']}",
             headers={"Authorization": f"Bearer {token}"},
         )
+        # the API starts beside four other services on two cores: wait until it listens
+        assert wait_for(lambda: _answers(api, "/healthz"), 60), log1.read_text()
         assert api.get("/readyz").json() == {
             "ready": True,
             "checks": {"database": "ok", "influxdb": "ok", "broker": "ok"},
