@@ -355,9 +355,9 @@ def switch_url(request: Request, lang: str, here: str | None = None) -> str:
     return f"{path}?{urlencode(query)}"
 
 
-def building_name(building: Any, lang: str) -> str:
-    """A building's name in ``lang``: the registry's name in that language when it
-    gives one (``name_zh``), else its name."""
+def local_name(building: Any, lang: str) -> str:
+    """A building's (or the campus's) name in ``lang``: the registry's name in
+    that language when it gives one (``name_zh``), else its name."""
     localized = getattr(building, f"name_{lang}", None)
     if localized:
         return str(localized)

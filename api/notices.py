@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from api.i18n import Words, building_name
+from api.i18n import Words, local_name
 from campus.registry import Campus
 from tickets.db import Store
 from tickets.models import Contractor, State, Technician, Ticket, User
@@ -186,7 +186,7 @@ def _notice(
 ) -> Notice:
     first = group[0]
     building = campus.buildings[first.building]
-    name = building_name(building, words.lang)
+    name = local_name(building, words.lang)
     trade = first.trade if first.trade in TRADES else "general"
     severity = min(t.severity for t in group)
     progress = min((_PROGRESS_OF.get(t.state, "open") for t in group), key=PROGRESS.index)

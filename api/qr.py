@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 import click
 
-from api.i18n import LANGUAGES, Words, building_name
+from api.i18n import LANGUAGES, Words, local_name
 
 if TYPE_CHECKING:
     from campus.registry import Building, Campus
@@ -85,7 +85,7 @@ def write_sheet(building: Building, codes: list[Code], folder: Path) -> Path:
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     words = {lang: Words(lang) for lang in LANGUAGES}
-    names = {lang: building_name(building, lang) for lang in LANGUAGES}
+    names = {lang: local_name(building, lang) for lang in LANGUAGES}
     html = env.get_template("qr_sheet.html").render(
         building=building, names=names, words=words, codes=codes, languages=LANGUAGES
     )

@@ -105,6 +105,7 @@ class CampusInfo(Strict):
     """Campus-wide facts."""
 
     name: str
+    name_zh: str | None = Field(None, min_length=1, max_length=120)  # the Chinese pages' name
     timezone: str = "UTC"
 
 
@@ -186,6 +187,7 @@ class Campus:
         self.config = config
         self.source = source
         self.name = config.campus.name
+        self.name_zh = config.campus.name_zh
         self.timezone = config.campus.timezone
         self.kinds = tuple(config.kinds)
         self.buildings: dict[str, Building] = {}

@@ -24,6 +24,7 @@ HEADER = """\
 MODELS = """\
 campus:
   name: Riverside University (demo campus)
+  name_zh: 滨江大学（演示校园）
   timezone: Asia/Shanghai
 
 kinds: [power, water, hvac, dorm]

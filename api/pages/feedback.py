@@ -22,7 +22,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import feedback as fb
-from api.i18n import Words, building_name
+from api.i18n import Words, local_name
 from api.notices import private_terms
 from api.pages.render import language, message, page
 from campus.registry import Campus
@@ -39,7 +39,7 @@ def _categories(lang: str) -> list[tuple[str, str]]:
 
 
 def _buildings(campus: Campus, lang: str) -> list[tuple[str, str]]:
-    return [(b.id, building_name(b, lang)) for b in campus.buildings.values()]
+    return [(b.id, local_name(b, lang)) for b in campus.buildings.values()]
 
 
 def _form(
@@ -172,7 +172,7 @@ def _case(
         "v": view,
         "token": token,
         "category": fb.LABELS.get(view.category, {}).get(lang, view.category),
-        "building": building_name(building, lang) if building else view.building,
+        "building": local_name(building, lang) if building else view.building,
         "created": view.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
         "ticket_state": words.get(f"st_{view.ticket_state}") if view.ticket_state else None,
         "notice": notice,

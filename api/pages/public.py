@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.i18n import building_name
+from api.i18n import local_name
 from api.pages.render import STATIC, language, page
 from api.routers.notices import board_data
 from campus.registry import Campus
@@ -79,7 +79,7 @@ def campus_map(campus: Campus, states: dict[str, str], lang: str) -> Map:
         MapBuilding(
             id=b.id,
             number=i,
-            name=building_name(b, lang),
+            name=local_name(b, lang),
             state=states.get(b.id, "ok"),
             x=round((x - min(xs)) * scale + MAP_MARGIN, 1),
             y=round((y - min(ys)) * scale + MAP_MARGIN, 1),

@@ -16,7 +16,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api.i18n import HTML_LANG, Words, choose, keep, switch_url
+from api.i18n import HTML_LANG, Words, choose, keep, local_name, switch_url
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
@@ -55,7 +55,7 @@ def page(
         "lang": lang,
         "html_lang": HTML_LANG[lang],
         "switch_url": switch_url(request, lang, here),
-        "campus_name": request.app.state.campus.name,
+        "campus_name": local_name(request.app.state.campus, lang),
         **(context or {}),
     }
     response = TEMPLATES.TemplateResponse(request, template, ctx, status_code=status_code)

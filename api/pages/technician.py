@@ -31,7 +31,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.evidence import evidence_png
-from api.i18n import Words, building_name, choose
+from api.i18n import Words, choose, local_name
 from api.links import Grant, LinkRefused, Links, links_for
 from api.pages.render import message, page
 from campus.registry import Campus
@@ -153,7 +153,7 @@ def _render(
     context: dict[str, Any] = {
         "t": ticket,
         "token": token,
-        "building": building_name(building, lang) if building else ticket.building,
+        "building": local_name(building, lang) if building else ticket.building,
         "device": device,
         "floor": device.floor if device else None,
         "room": device.room if device else None,
