@@ -745,11 +745,9 @@ def page(
         conds.append(Feedback.category == category)
     if scope is not None:
         mine = ticket.technician_id == scope.technician if scope.technician else false()
-        team: Any = false()
-        if scope.trade is not None:
-            team = Feedback.category.in_(categories_of(scope.trade))
-            if scope.buildings is not None:
-                team = and_(team, Feedback.building.in_(sorted(scope.buildings)))
+        team = scope.team_clause(
+            lambda trade: Feedback.category.in_(categories_of(trade)), Feedback.building
+        )
         conds.append(or_(mine, team))
     with tickets.store.session() as s:
         total = s.scalar(select(func.count()).select_from(q.where(*conds).subquery())) or 0

@@ -753,13 +753,19 @@ class WorkScope:
 
     def clause(self) -> Any:
         """The same test as a WHERE clause."""
-        team: Any = false()
-        if self.trade is not None:
-            team = Ticket.trade == self.trade
-            if self.buildings is not None:
-                team = and_(team, Ticket.building.in_(sorted(self.buildings)))
         mine = Ticket.technician_id == self.technician if self.technician else false()
-        return or_(mine, team)
+        return or_(mine, self.team_clause(lambda trade: Ticket.trade == trade, Ticket.building))
+
+    def team_clause(self, of_trade: Callable[[str], Any], building: Any) -> Any:
+        """A WHERE clause for the rows of the team's trade (``of_trade(trade)``
+        tests a row) in the team's buildings (the ``building`` column), for any
+        table that has both: tickets, alerts, feedback."""
+        if self.trade is None:
+            return false()
+        team = of_trade(self.trade)
+        if self.buildings is not None:
+            team = and_(team, building.in_(sorted(self.buildings)))
+        return team
 
 
 def _minutes(d: timedelta) -> str:

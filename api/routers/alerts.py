@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import false, func, or_, select
 
 from api.deps import PrincipalDep, TicketsDep
 from api.routers.tickets import scope_of
@@ -84,11 +84,7 @@ class AlertPage(BaseModel):
 def scope_clause(scope: WorkScope) -> Any:
     """A technician's alerts as a WHERE clause: their team's trade in their
     team's buildings, or a ticket assigned to them."""
-    team: Any = false()
-    if scope.trade is not None:
-        team = AlertRecord.trade == scope.trade
-        if scope.buildings is not None:
-            team = and_(team, AlertRecord.building.in_(sorted(scope.buildings)))
+    team = scope.team_clause(lambda trade: AlertRecord.trade == trade, AlertRecord.building)
     mine: Any = false()
     if scope.technician is not None:
         theirs = select(Ticket.id).where(Ticket.technician_id == scope.technician)
