@@ -59,15 +59,36 @@ def wait_for(predicate, timeout: float, interval: float = 0.25):
     return value
 
 
+def quiet_port() -> int:
+    """A free port below the kernel's ephemeral range: a port the kernel hands
+    out (bind to 0) may be taken again as the local end of some client's
+    connection before the service that was meant to listen on it starts."""
+    import random
+    import socket
+
+    low = 20_000
+    try:
+        low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low_ephemeral = 32_768
+    for _ in range(200):
+        port = random.randrange(low, max(low + 1000, low_ephemeral))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 def fresh_stack_env(tmp_path: Path) -> tuple[dict[str, str], int, int]:
     """Environment pointing `campus` at free local ports where nothing answers yet."""
-    from campus.stack import free_port
-
-    mqtt_port, influx_port = free_port(), free_port()
+    mqtt_port, influx_port = quiet_port(), quiet_port()
     env = dict(os.environ)
     env.update(
         {
-            "CAMPUS_API_PORT": str(free_port()),
+            "CAMPUS_API_PORT": str(quiet_port()),
             "CAMPUS_MQTT_URL": f"mqtt://127.0.0.1:{mqtt_port}",
             "CAMPUS_INFLUX_URL": f"http://127.0.0.1:{influx_port}",
             "CAMPUS_VAR_DIR": str(tmp_path / "var"),
