@@ -654,6 +654,9 @@ def _wait_ready(
 def _register_subcommands() -> None:
     from api.cli import api, tokens, users
     from api.qr import qr
+    from campus.broker import broker
+    from campus.dbcli import db
+    from dashboards.cli import dashboards
     from models.cli import model
     from rules.cli import rules
     from tickets.cli import report, tickets
@@ -666,6 +669,9 @@ def _register_subcommands() -> None:
     main.add_command(tokens)
     main.add_command(qr)
     main.add_command(model)
+    main.add_command(db)
+    main.add_command(broker)
+    main.add_command(dashboards)
 
 
 _register_subcommands()
