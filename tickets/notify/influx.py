@@ -3,7 +3,11 @@ for dashboard annotations.
 
 One point per notice: tags ``building``, ``severity``, ``trade``, ``event`` and
 ``ticket`` (the id), fields ``ticket_id``, ``state``, ``title`` and ``text``,
-at the event's time. Sent through the outbox like any notice, so an InfluxDB
+at the event's time. For the Tickets and SLA board the point also carries, as
+numbers InfluxQL can aggregate: ``age_s`` (seconds from opening to this event,
+so the ``acknowledged`` events' mean ``age_s`` is the time to acknowledge),
+``ack_breached`` and ``resolve_breached`` (1 once the ticket missed that SLA,
+else 0). Sent through the outbox like any notice, so an InfluxDB
 that is away gets the point later; writing it again overwrites the same point.
 """
 
@@ -37,8 +41,11 @@ class InfluxNotifier:
 
     def send(self, notice: Notice) -> None:
         """Write the event's point; a refused or unreachable server is an error."""
-        at = notice.data.get("event_at") or notice.data.get("opened_at")
-        ts = int(datetime.fromisoformat(str(at)).timestamp() * 1000)
+        data = notice.data
+        at = datetime.fromisoformat(str(data.get("event_at") or data.get("opened_at")))
+        ts = int(at.timestamp() * 1000)
+        opened = data.get("opened_at")
+        age_s = (at - datetime.fromisoformat(str(opened))).total_seconds() if opened else 0.0
         line = point(
             "tickets",
             {
@@ -50,9 +57,12 @@ class InfluxNotifier:
             },
             {
                 "ticket_id": float(notice.ticket_id),
-                "state": str(notice.data.get("state", "")),
+                "state": str(data.get("state", "")),
                 "title": notice.title,
                 "text": notice.body,
+                "age_s": max(age_s, 0.0),
+                "ack_breached": 1.0 if data.get("ack_breached_at") else 0.0,
+                "resolve_breached": 1.0 if data.get("resolve_breached_at") else 0.0,
             },
             ts,
         )
