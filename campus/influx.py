@@ -90,8 +90,9 @@ class InfluxClient:
 
     # ----------------------------------------------------------------- write
 
-    def write(self, lines: Sequence[str], precision: str = "ms") -> None:
-        """Write ``lines``; raise :class:`SinkError` (or a subclass) on failure.
+    def write(self, lines: Sequence[str], precision: str = "ms", rp: str | None = None) -> None:
+        """Write ``lines`` (into retention policy ``rp``, else the default one);
+        raise :class:`SinkError` (or a subclass) on failure.
 
         A :class:`PartialWriteError` means the valid lines were stored and the
         ones in ``error.bad`` were refused for their content.
@@ -99,10 +100,13 @@ class InfluxClient:
         if not lines:
             return
         body = gzip.compress("\n".join(lines).encode("utf-8"), compresslevel=1)
+        params = {"db": self.database, "precision": precision}
+        if rp is not None:
+            params["rp"] = rp
         try:
             resp = self._http.post(
                 "/write",
-                params={"db": self.database, "precision": precision},
+                params=params,
                 content=body,
                 headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"},
             )

@@ -39,11 +39,20 @@ class Settings(BaseSettings):
     )
 
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # the campus CA that signed the broker's certificate, for mqtts:// (docs/security.md)
+    mqtt_ca_file: Path | None = None
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = Field("campus", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     influx_token: str | None = None
     influx_user: str | None = None
     influx_password: str | None = None
+    # `campus db init` / `campus db users`: an InfluxDB admin (else influx_user above)
+    influx_admin_user: str | None = None
+    influx_admin_password: str | None = None
+    # how long raw readings and the hourly/daily rollups are kept (InfluxQL
+    # durations such as 90d or 520w, or INF); see docs/retention.md
+    influx_raw_retention: str = "90d"
+    influx_rollup_retention: str = "INF"
     db_url: str = ""  # empty: sqlite:///{var_dir}/campus.db
     config_dir: Path = Path("config")
     api_port: int = Field(8000, ge=1, le=65535)
@@ -252,7 +261,7 @@ class Settings(BaseSettings):
     @property
     def mqtt(self) -> MqttTarget:
         """The broker URL, split."""
-        return MqttTarget.parse(self.mqtt_url)
+        return MqttTarget.parse(self.mqtt_url, self.mqtt_ca_file)
 
 
 def subscribe_on_connect(
@@ -286,23 +295,34 @@ def mark_ready(settings: Settings, service: str) -> None:
 
 
 class MqttTarget:
-    """Host, port, credentials and TLS flag from an ``mqtt://`` URL."""
+    """Host, port, credentials and TLS (with the CA to trust) from an ``mqtt://`` URL."""
 
     def __init__(
-        self, host: str, port: int, tls: bool, username: str | None, password: str | None
+        self,
+        host: str,
+        port: int,
+        tls: bool,
+        username: str | None,
+        password: str | None,
+        ca_file: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
         self.username = username
         self.password = password
+        self.ca_file = ca_file
 
     def secure(self, client: Any) -> None:
-        """Put the URL's credentials and TLS on a paho-mqtt client."""
+        """Put the URL's credentials and TLS on a paho-mqtt client; with
+        ``ca_file`` the broker's certificate must be signed by that CA, otherwise
+        by one the system trusts."""
         if self.username:
             client.username_pw_set(self.username, self.password)
         if self.tls:
-            client.tls_set()
+            if self.ca_file is not None and not self.ca_file.is_file():
+                raise SettingsError(f"CAMPUS_MQTT_CA_FILE: {self.ca_file} is not a file")
+            client.tls_set(ca_certs=str(self.ca_file) if self.ca_file else None)
 
     def connect_session(
         self, client: Any, expiry_s: int, receive_maximum: int | None = None
@@ -322,8 +342,9 @@ class MqttTarget:
         client.loop_start()
 
     @classmethod
-    def parse(cls, url: str) -> MqttTarget:
-        """Split ``mqtt[s]://[user:pass@]host[:port]``."""
+    def parse(cls, url: str, ca_file: Path | None = None) -> MqttTarget:
+        """Split ``mqtt[s]://[user:pass@]host[:port]``; ``ca_file`` is the CA
+        trusted for ``mqtts://``."""
         p = urlsplit(url)
         tls = p.scheme == "mqtts"
         return cls(
@@ -332,6 +353,7 @@ class MqttTarget:
             tls=tls,
             username=unquote(p.username) if p.username else None,
             password=unquote(p.password) if p.password else None,
+            ca_file=ca_file,
         )
 
 

@@ -176,21 +176,41 @@ class Managed:
 
 
 class Mosquitto(Managed):
-    """Debian's Mosquitto with persistence under ``root/data``."""
+    """Debian's Mosquitto with persistence under ``root/data``, or started from a
+    given config file (``campus broker config``) with ``config``."""
+
+    #: Saving and queue sizes shared with ``campus broker config``.
+    TUNING = (
+        "autosave_interval 10\n"
+        "persistent_client_expiration 14d\n"
+        "max_queued_messages 1000000\n"
+        "max_inflight_messages 1000\n"
+        # no subscriber ever has to hold a larger message whole in memory
+        "message_size_limit 8388608\n"
+    )
 
     def __init__(
-        self, root: Path, port: int, host: str = "127.0.0.1", extra_config: str = ""
+        self,
+        root: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        extra_config: str = "",
+        config: Path | None = None,
     ) -> None:
         super().__init__("mosquitto", root, host, port)
         self.extra_config = extra_config
+        self.source_config = config
 
     @property
     def config_file(self) -> Path:
-        """The generated mosquitto.conf."""
+        """The mosquitto.conf the broker runs with."""
         return self.root / "mosquitto.conf"
 
     def prepare(self) -> None:
         """Write mosquitto.conf; the data folder must belong to the broker's user."""
+        if self.source_config is not None:
+            self._prepare_from(self.source_config)
+            return
         data = self.root / "data"
         data.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(
@@ -198,14 +218,26 @@ class Mosquitto(Managed):
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {data.resolve()}/\n"
-            "autosave_interval 10\n"
-            "persistent_client_expiration 14d\n"
-            "max_queued_messages 1000000\n"
-            "max_inflight_messages 1000\n"
-            # no subscriber ever has to hold a larger message whole in memory
-            "message_size_limit 8388608\n" + self._user_line(data) + "log_dest stderr\n"
+            + self.TUNING
+            + self._user_line(data)
+            + "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\n" + self.extra_config
         )
+
+    def _prepare_from(self, source: Path) -> None:
+        """Run ``source`` as it is, with a ``user`` line so the broker may write the
+        persistence folder it names (made here when missing)."""
+        text = source.read_text()
+        data: Path | None = None
+        for line in text.splitlines():
+            key, _, value = line.strip().partition(" ")
+            if key == "persistence_location" and value.strip():
+                data = Path(value.strip())
+        user = ""
+        if data is not None:
+            data.mkdir(parents=True, exist_ok=True)
+            user = self._user_line(data)
+        self.config_file.write_text(user + text + self.extra_config)
 
     def _user_line(self, data: Path) -> str:
         """The ``user`` line that lets the broker write its persistence folder.
@@ -254,13 +286,23 @@ def _reachable(folder: Path, uid: int, gid: int) -> bool:
 
 
 class Influxd(Managed):
-    """Debian's InfluxDB 1.x with meta, data and WAL under ``root``."""
+    """Debian's InfluxDB 1.x with meta, data and WAL under ``root``.
+
+    With ``auth`` every request needs credentials (``auth-enabled``); the first
+    admin is then created without any (``campus db users``)."""
 
     def __init__(
-        self, root: Path, port: int, host: str = "127.0.0.1", rpc_port: int | None = None
+        self,
+        root: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        rpc_port: int | None = None,
+        *,
+        auth: bool = False,
     ) -> None:
         super().__init__("influxd", root, host, port)
         self.rpc_port = rpc_port or free_port()
+        self.auth = auth
 
     @property
     def config_file(self) -> Path:
@@ -278,7 +320,8 @@ class Influxd(Managed):
             "  query-log-enabled = false\n"
             f'[http]\n  enabled = true\n  bind-address = "{self.host}:{self.port}"\n'
             "  log-enabled = false\n"
-            "[monitor]\n  store-enabled = false\n"
+            + ("  auth-enabled = true\n" if self.auth else "")
+            + "[monitor]\n  store-enabled = false\n"
             "[subscriber]\n  enabled = false\n"
             '[logging]\n  level = "warn"\n'
         )
