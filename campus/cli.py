@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -55,6 +56,17 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     logging.getLogger("alembic").setLevel(logging.WARNING)  # a migration check per command
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, for logs and the console."""
+    from urllib.parse import urlsplit
+
+    p = urlsplit(url)
+    if p.password is None:
+        return url
+    host = p.netloc.rsplit("@", 1)[1]
+    return p._replace(netloc=f"{p.username}:***@{host}").geturl()
 
 
 def _settings() -> Settings:
@@ -255,6 +267,13 @@ class _Speed(click.ParamType):
     help="At most this many readings per second on average (default: no limit).",
 )
 @click.option("--client-id", default="campus-sim", show_default=True)
+@click.option(
+    "--device-credentials",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="devices.csv of `campus broker config`: each status connection logs in as its "
+    "device (a secured broker makes the user name the client id).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the published counts as JSON.")
 @click.option(
     "--fault",
@@ -273,6 +292,7 @@ def simulate(
     status: bool,
     rate: float | None,
     client_id: str,
+    device_credentials: Path | None,
     as_json: bool,
     faults: tuple[str, ...],
 ) -> None:
@@ -287,7 +307,7 @@ def simulate(
     from campus.calendar import load_calendar
     from campus.timeparse import parse_time
     from simulators.engine import CampusSimulator
-    from simulators.mqtt import ReadingPublisher, StatusFleet
+    from simulators.mqtt import ReadingPublisher, StatusFleet, read_logins
     from simulators.run import SimulationRun, select_devices
 
     s = _settings()
@@ -325,7 +345,8 @@ def simulate(
     restore = _install_signals(stop.set)
     pub = ReadingPublisher(s.mqtt, client_id)
     pub.connect()
-    fleet = StatusFleet(s.mqtt, chosen, prefix=client_id) if status else None
+    logins = read_logins(device_credentials) if device_credentials else None
+    fleet = StatusFleet(s.mqtt, chosen, prefix=client_id, logins=logins) if status else None
     if fleet is not None:
         fleet.start()
         if not fleet.wait_online(60):
@@ -429,7 +450,7 @@ def ingest(client_id: str | None, show_status: bool) -> None:
     ingester = Ingester(s, _campus())
     log.info(
         "ingest: %s -> %s/%s, dead letters in %s",
-        s.mqtt_url,
+        _redacted(s.mqtt_url),
         s.influx_url,
         s.influx_db,
         s.dead_letter_file,
@@ -522,7 +543,9 @@ def stack_status() -> None:
         owner = f"started by campus (pid {pid})" if pid else "not started by campus"
         state = "up" if svc.ready() else "DOWN"
         click.echo(f"{svc.name:10} {state:5} {svc.host}:{svc.port}  {owner}")
-    click.echo(f"broker URL {s.mqtt_url}; InfluxDB {s.influx_url} database {s.influx_db}")
+    click.echo(
+        f"broker URL {_redacted(s.mqtt_url)}; InfluxDB {s.influx_url} database {s.influx_db}"
+    )
 
 
 @main.command()
@@ -579,6 +602,10 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
             click.echo(f"{svc.name}: starting on {svc.host}:{svc.port} (data {svc.root})")
             svc.start()
             started.append(svc)
+        from campus.dbcli import init_command
+
+        # retention, rollups and the boards' reference points (idempotent)
+        click.get_current_context().invoke(init_command)
         exe = [sys.executable, "-m", "campus.cli"]
         listeners = ("ingest", "rules")
         for name in listeners:
@@ -602,7 +629,8 @@ def up(backfill: str, with_sim: bool, faults: tuple[str, ...]) -> None:
             names.append("simulate")
         click.echo(
             "\nThe campus platform runs:\n"
-            f"  MQTT broker   {s.mqtt_url}  (readings on campus/<building>/<kind>/<device>)\n"
+            f"  MQTT broker   {_redacted(s.mqtt_url)}"
+            "  (readings on campus/<building>/<kind>/<device>)\n"
             f"  InfluxDB      {s.influx_url}  database '{s.influx_db}'\n"
             f"  dead letters  {s.dead_letter_file}\n"
             f"  alerts        ops/alerts/<severity>/<building> and {s.alerts_log}\n"

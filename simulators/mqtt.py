@@ -12,12 +12,14 @@ fleet's connections are driven by one thread with paho's external-loop API
 from __future__ import annotations
 
 import collections
+import csv
 import logging
 import resource
 import selectors
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -27,6 +29,19 @@ from campus.registry import Device
 from campus.settings import MqttTarget
 
 log = logging.getLogger(__name__)
+
+
+def read_logins(path: Path) -> dict[str, tuple[str, str]]:
+    """``devices.csv`` of ``campus broker config``: device id -> (user, password)."""
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        return {r["device"]: (r["username"], r["password"]) for r in rows}
+    except (OSError, KeyError, csv.Error) as exc:
+        raise CampusError(
+            f"{path}: not a devices.csv of `campus broker config` "
+            f"(columns device, username, password): {exc}"
+        ) from None
 
 
 def _client(target: MqttTarget, client_id: str) -> mqtt.Client:
@@ -125,10 +140,19 @@ class ReadingPublisher:
 class StatusFleet:
     """One connection per device carrying its online/offline status."""
 
-    def __init__(self, target: MqttTarget, devices: Iterable[Device], prefix: str = "sim") -> None:
+    def __init__(
+        self,
+        target: MqttTarget,
+        devices: Iterable[Device],
+        prefix: str = "sim",
+        logins: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
         self.target = target
         self.devices = list(devices)
         self.prefix = prefix
+        # device id -> (user, password): on a secured broker each device logs in as
+        # itself, since the broker makes the user name the client id
+        self.logins = logins or {}
         self.clients: dict[str, mqtt.Client] = {}
         self.online = 0
         self._lock = threading.Lock()
@@ -141,6 +165,8 @@ class StatusFleet:
         _raise_fd_limit(len(self.devices) + 256)
         for d in self.devices:
             c = _client(self.target, f"{self.prefix}-{d.id}")
+            if d.id in self.logins:
+                c.username_pw_set(*self.logins[d.id])
             topic = f"{d.topic}/status"
             c.will_set(topic, "offline", qos=1, retain=True)
             c.on_connect = self._on_connect(topic)

@@ -87,8 +87,9 @@ def load_channels(
     """Read ``config/notify.yaml``; every channel is built once to check it.
 
     ``settings`` (:class:`campus.settings.Settings`) gives an ``mqtt`` channel
-    its broker and an ``influx`` channel its server and database when the file
-    names none."""
+    its broker (with TLS and CA, and the login in ``CAMPUS_NOTIFY_MQTT_USERNAME``
+    / ``_PASSWORD`` when set) and an ``influx`` channel its server and database
+    when the file names none."""
     env = os.environ if env is None else env
     located = load_located(path)
     spec = validate(NotifyFile, located)
@@ -108,9 +109,21 @@ def load_channels(
         if missing:
             log.warning("channel %s left out: %s not set", name, ", ".join(missing))
             continue
-        if config.get("type") == "mqtt" and settings is not None:
-            config.setdefault("host", settings.mqtt.host)
+        if config.get("type") == "mqtt" and settings is not None and "host" not in config:
+            # the platform's broker, over TLS when CAMPUS_MQTT_URL says mqtts://
+            config["host"] = settings.mqtt.host
             config.setdefault("port", settings.mqtt.port)
+            if settings.mqtt.tls:
+                config.setdefault("tls", True)
+                if settings.mqtt.ca_file is not None:
+                    config.setdefault("ca_file", str(settings.mqtt.ca_file))
+            # a secured broker gives the notices a login of their own (`campus broker
+            # config` writes it into tickets.env): the broker takes the user name as
+            # the client id, so sharing the ticket service's would knock it off
+            if "CAMPUS_NOTIFY_MQTT_USERNAME" in env:
+                config.setdefault("username", env["CAMPUS_NOTIFY_MQTT_USERNAME"])
+                config.setdefault("password", env.get("CAMPUS_NOTIFY_MQTT_PASSWORD"))
+        if config.get("type") == "mqtt" and settings is not None:
             config.setdefault("client_id", f"campus-tickets-notify-{os.getpid()}")
         if config.get("type") == "influx" and settings is not None:
             config.setdefault("url", settings.influx_url)

@@ -78,7 +78,9 @@ def make_notifier(channel_config: Mapping[str, Any]) -> Notifier:
         return EmailNotifier(**opts)
     if kind == "mqtt":
         opts = _options(
-            channel_config, ("host", "client_id"), ("port", "timeout", "username", "password")
+            channel_config,
+            ("host", "client_id"),
+            ("port", "timeout", "username", "password", "tls", "ca_file"),
         )
         opts.setdefault("port", 1883)
         return MqttNotifier(**opts)

@@ -51,6 +51,8 @@ class MqttNotifier:
         timeout: float = 10.0,
         username: str | None = None,
         password: str | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -59,6 +61,8 @@ class MqttNotifier:
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         if username:
             self._client.username_pw_set(username, password)
+        if tls:  # the broker's certificate must be signed by ca_file, else a system CA
+            self._client.tls_set(ca_certs=ca_file)
         self._client.connect_timeout = timeout
         # A broker restart should not leave alerts waiting two minutes.
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
