@@ -7,11 +7,14 @@ interval. On top, the status of the building's devices and its tickets.
 
 from __future__ import annotations
 
+import re
 import typing
 
+from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard as dm
 
 from campus.influxql import quote_ident
+from campus.registry import Device
 from dashboards.boards.common import (
     Board,
     Context,
@@ -25,6 +28,7 @@ from dashboards.boards.common import (
     target,
     timeseries_panel,
 )
+from dashboards.influxql import datasource_ref
 
 UID = "campus-building"
 
@@ -48,18 +52,81 @@ UNITS = {
 
 def metrics_of(ctx: Context, kind: str) -> list[tuple[str, str, bool]]:
     """(metric, unit, counter) of every metric devices of ``kind`` report, in registry order."""
+    return _metrics([d for d in ctx.campus if d.kind == kind])
+
+
+def _metrics(devices: typing.Iterable[Device]) -> list[tuple[str, str, bool]]:
     seen: dict[str, tuple[str, str, bool]] = {}
-    for device in ctx.campus:
-        if device.kind != kind:
-            continue
+    for device in devices:
         for name, spec in device.metrics.items():
             seen.setdefault(name, (name, spec.unit, spec.counter))
     return list(seen.values())
 
 
-def metric_panel(kind: str, metric: str, unit: str, counter: bool) -> typing.Any:
-    """One chart of ``metric`` for the chosen devices of the building."""
-    where = [tag_matches_var("building", "building"), tag_matches_var("device", "device")]
+def split_metrics(
+    ctx: Context, kind: str
+) -> tuple[
+    list[tuple[str, str, bool]], dict[str, tuple[list[Device], list[tuple[str, str, bool]]]]
+]:
+    """The metrics every device of ``kind`` reports, and per device model the
+    devices and metrics only that model adds (an air handler's damper and
+    valves). Shared metrics get one chart per metric for the chosen devices;
+    a model's own metrics get a row per device of that model in the building,
+    repeated by Grafana, so no chart waits for a metric the building's devices
+    never report."""
+    devices = [d for d in ctx.campus if d.kind == kind]
+    everywhere = set.intersection(*(set(d.metrics) for d in devices)) if devices else set()
+    common = [m for m in _metrics(devices) if m[0] in everywhere]
+    extras: dict[str, tuple[list[Device], list[tuple[str, str, bool]]]] = {}
+    for d in devices:
+        if set(d.metrics) - everywhere:
+            members, _ = extras.setdefault(d.model or d.id, ([], []))
+            members.append(d)
+    for members, metrics in extras.values():
+        metrics.extend(m for m in _metrics(members) if m[0] not in everywhere)
+    return common, dict(sorted(extras.items()))
+
+
+def kind_here_variable(kind: str) -> db.QueryVariable:
+    """Hidden ``$<kind>_here``: ``<kind>`` when the building has such devices, else
+    nothing; the kind's row repeats over it, so a building shows only its own kinds."""
+    return (
+        db.QueryVariable(f"{kind}_here")
+        .hide(dm.VariableHide.HIDE_VARIABLE)
+        .datasource(datasource_ref())
+        .query(
+            f"SHOW MEASUREMENTS WITH MEASUREMENT = {quote_ident(kind)}"
+            f" WHERE {tag_matches_var('building', 'building')}"
+        )
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+    )
+
+
+def model_variable(model: str, kind: str, members: typing.Sequence[Device]) -> db.QueryVariable:
+    """``$<model>``: the building's devices of ``model`` (every one selected), which
+    a repeated row walks through."""
+    ids = "|".join(re.escape(d.id) for d in sorted(members, key=lambda d: d.id))
+    return (
+        db.QueryVariable(model)
+        .label(f"{model} units")
+        .datasource(datasource_ref())
+        .query(
+            f"SHOW TAG VALUES FROM {quote_ident(kind)} WITH KEY = {quote_ident('device')}"
+            f' WHERE {tag_matches_var("building", "building")} AND "device" =~ /^({ids})$/'
+        )
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .current(dm.VariableOption(text="All", value="$__all", selected=True))
+    )
+
+
+def metric_panel(
+    kind: str, metric: str, unit: str, counter: bool, device_var: str = "device"
+) -> typing.Any:
+    """One chart of ``metric`` for the building's devices chosen by ``$device_var``."""
+    where = [tag_matches_var("building", "building"), tag_matches_var("device", device_var)]
     field = quote_ident(metric)
     if counter:
         select = f"non_negative_difference(last({field}))"
@@ -125,14 +192,24 @@ def _opening_building(ctx: Context) -> dm.VariableOption:
 def build(ctx: Context) -> dict[str, typing.Any]:
     """The building drill-down board."""
     board = Board(UID, "Building", "Every meter and sensor of one building.", ctx)
+    split = {kind: split_metrics(ctx, kind) for kind in ctx.campus.kinds}
     board.variables(
         building_variable().current(_opening_building(ctx)),
         kind_variable(ctx.campus.kinds),
         device_variable(),
+        *(kind_here_variable(kind) for kind in split),
+        *(
+            model_variable(model, kind, members)
+            for kind, (_, extras) in split.items()
+            for model, (members, _) in extras.items()
+        ),
         rp_variable(),
     ).annotations(by_building=True)
     board.row("Status of $building").add(status_table(), tickets_table())
-    for kind in ctx.campus.kinds:
-        board.row(f"{kind.capitalize()}: $building")
-        board.add(*(metric_panel(kind, *m) for m in metrics_of(ctx, kind)))
+    for kind, (common, extras) in split.items():
+        board.row(f"{kind.capitalize()}: $building", repeat=f"{kind}_here")
+        board.add(*(metric_panel(kind, *m) for m in common))
+        for model, (_, metrics) in extras.items():
+            board.row(f"{model} ${model}", repeat=model)
+            board.add(*(metric_panel(kind, *m, device_var=model) for m in metrics))
     return board.build()

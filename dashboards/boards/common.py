@@ -256,9 +256,10 @@ class Board:
             self.builder.annotation(a)
         return self
 
-    def row(self, title: str) -> Board:
-        """Start a new row of panels."""
-        self.builder.with_row(db.Row(title).id(self._take_id()))
+    def row(self, title: str, repeat: str | None = None) -> Board:
+        """Start a new row of panels (repeated once per selected value of ``$repeat``)."""
+        row = db.Row(title).id(self._take_id())
+        self.builder.with_row(row.repeat(repeat) if repeat else row)
         return self
 
     def add(self, *panels: cogbuilder.Builder[dm.Panel]) -> Board:
