@@ -50,10 +50,15 @@ test-deps:
 
 venv: $(STAMP)
 
+# grafana-client needs niquests, whose urllib3-future wheel replaces urllib3 itself
+# (requests, selenium and schemathesis then run on the fork); built from source
+# with URLLIB3_NO_OVERRIDE it installs beside urllib3 instead.
+NO_URLLIB3_OVERRIDE := URLLIB3_NO_OVERRIDE=1 PIP_NO_BINARY=urllib3-future
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(NO_URLLIB3_OVERRIDE) $(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 demo-config: venv
