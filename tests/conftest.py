@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
+#: The team's shared folder (labelled data sets, Grafana's schemas and API contract):
+#: $CAMPUS_SHARED_DIR, else `shared` beside the checkout, else /work/shared.
+SHARED = Path(
+    os.environ.get("CAMPUS_SHARED_DIR")
+    or next(
+        (p for p in (ROOT.parent / "shared", Path("/work/shared")) if p.is_dir()),
+        Path("/work/shared"),
+    )
+)
 
 
 @pytest.fixture(scope="session")

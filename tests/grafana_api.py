@@ -39,7 +39,9 @@ from jsonschema import Draft4Validator, Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "grafana"
+from tests.conftest import SHARED as SHARED_DIR
+
+SHARED = SHARED_DIR / "grafana"
 SPEC_FILE = SHARED / "openapi" / "grafana-11.4.0-api-merged.swagger2.json"
 DASHBOARD_SCHEMA_FILE = SHARED / "schemas" / "foundation-sdk-main" / "dashboard.jsonschema.json"
 STRICT_URN = "urn:grafana-api:strict"

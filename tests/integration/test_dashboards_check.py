@@ -33,14 +33,13 @@ from campus.registry import Campus, load_campus
 from campus.stack import Influxd
 from dashboards.check import check_command
 from simulators.engine import CampusSimulator
-from tests.conftest import CONFIG
+from tests.conftest import CONFIG, SHARED
 
 pytestmark = pytest.mark.integration
 
 BUILDINGS = ("plant", "admin-1", "teach-1", "dorm-1")
 SCHEMAS = Path(
-    os.environ.get("CAMPUS_GRAFANA_SCHEMAS")
-    or Path(__file__).resolve().parents[3] / "shared/grafana/schemas/foundation-sdk-main"
+    os.environ.get("CAMPUS_GRAFANA_SCHEMAS") or SHARED / "grafana/schemas/foundation-sdk-main"
 )
 DS_UID = "campus-influxdb"
 
@@ -161,9 +160,7 @@ def checked(day: Day, tmp_path_factory: pytest.TempPathFactory) -> tuple[Result,
     for uid, board in build_all().items():
         (boards / f"{uid}.json").write_text(json.dumps(board, indent=2, sort_keys=True) + "\n")
     previews = tmp_path_factory.mktemp("previews")
-    args = ["--dir", str(boards), "--preview", str(previews), "--json"]
-    if SCHEMAS.is_dir():
-        args += ["--schemas", str(SCHEMAS)]
+    args = ["--dir", str(boards), "--preview", str(previews), "--json", "--schemas", str(SCHEMAS)]
     return run_check(day, *args), boards, previews
 
 

@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from jsonschema import Draft7Validator
 
 from dashboards.build import BOARDS, build_all, build_command, load_context, render
+from tests.conftest import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
@@ -34,7 +35,7 @@ GENERATED = ROOT / "dashboards" / "generated"
 PROVISIONING = ROOT / "dashboards" / "provisioning"
 SCHEMAS = Path(
     os.environ.get("CAMPUS_GRAFANA_SCHEMAS")
-    or ROOT.parent / "shared" / "grafana" / "schemas" / "foundation-sdk-main"
+    or SHARED / "grafana" / "schemas" / "foundation-sdk-main"
 )
 
 UIDS = {

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from campus.cli import main
 from models.simeval import alerts, best_per_kind, cost
+from tests.conftest import SHARED
 
-NAB = Path("/work/shared/datasets/nab")
+NAB = SHARED / "datasets" / "nab"
 
 
 def test_evaluate_prints_nab_scores_as_json() -> None:

@@ -27,8 +27,9 @@ from models.nab import (
     run_online,
     score_file,
 )
+from tests.conftest import SHARED
 
-NAB = Path("/work/shared/datasets/nab")
+NAB = SHARED / "datasets" / "nab"
 REFERENCE = ("ARTime", "numenta")
 KNOWN_CAUSE = "realKnownCause/"
 

@@ -30,10 +30,10 @@ from rules.replay import (
     replay_influx,
     report_lines,
 )
-from tests.conftest import CONFIG, ROOT
+from tests.conftest import CONFIG, ROOT, SHARED
 
 PACK = CONFIG / "rules-ahu.yaml"
-LBNL = Path("/work/shared/datasets/lbnl-fdd-ahu")
+LBNL = SHARED / "datasets" / "lbnl-fdd-ahu"
 DOC = ROOT / "docs" / "rules-ahu.md"
 
 MAPPING = """\
