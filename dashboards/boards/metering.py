@@ -1,4 +1,4 @@
-"""Queries over the metering trees (power and water), shared by the boards.
+"""Queries and panels over the metering trees (power and water), shared by the boards.
 
 A meter kind has a gauge (``power_kw``, ``flow_lpm``) and a counter
 (``energy_kwh``, ``volume_m3``). Campus totals read only the campus main
@@ -9,8 +9,29 @@ so the rollups answer them; per-day figures use the campus time zone.
 
 from __future__ import annotations
 
+import typing
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import bargauge
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.models import common as cm
+
 from campus.influxql import quote_ident
-from dashboards.boards.common import Context, measurement, regex_of, tag_matches_var
+from dashboards.boards.common import (
+    Board,
+    Context,
+    building_variable,
+    measurement,
+    regex_of,
+    rp_variable,
+    stat_panel,
+    tag_matches_var,
+    target,
+    thresholds,
+    timeseries_panel,
+    transform,
+)
+from dashboards.influxql import datasource_ref
 
 #: Night base load / night flow: the lowest 4-hour mean of each local day. The
 #: buckets start at 01:00 local time, so 01:00-05:00 is one of them; on any
@@ -102,4 +123,103 @@ def balance(kind: str, gauge: str, parent: str, children: list[str]) -> str:
         f" WHERE {_in(children)} AND $timeFilter"
         ' GROUP BY time($__interval), "device" fill(none))'
         " WHERE $timeFilter GROUP BY time($__interval) fill(none)"
+    )
+
+
+# ------------------------------------------------------------------- panels
+
+
+@dataclass(frozen=True)
+class Metering:
+    """One metered utility as the energy and water boards show it."""
+
+    kind: str  # measurement: power, water
+    counter: str  # cumulative counter: energy_kwh, volume_m3
+    counter_unit: str  # Grafana unit of the counter: kwatth, m3
+    gauge: str  # instantaneous value: power_kw, flow_lpm
+    gauge_unit: str  # kwatt, flowlpm
+    noun: str  # "Energy", "Water": what the counter counts
+
+
+def board(
+    m: Metering, ctx: Context, uid: str, title: str, description: str, since: str, refresh: str
+) -> Board:
+    """A metering board with its multi-value ``$building`` (of the kind's
+    buildings), the hidden ``$rp`` and the ticket annotations."""
+    out = Board(uid, title, description, ctx, since=since, refresh=refresh)
+    out.variables(building_variable(quote_ident(m.kind), multi=True), rp_variable())
+    return out.annotations(by_building=True)
+
+
+def in_range_stat(m: Metering, ctx: Context) -> typing.Any:
+    """What the campus main meter counted over the time range."""
+    return stat_panel(
+        f"Campus {m.noun.lower()} in range",
+        m.counter_unit,
+        [target(consumed(m.kind, m.counter, ctx.total_meters(m.kind), rp=True))],
+        f"{m.noun} the campus main meter counted over the time range.",
+        w=6,
+        h=6,
+    )
+
+
+def per_day_panel(m: Metering, ctx: Context, unit_text: str, w: int, h: int = 8) -> typing.Any:
+    """Consumption per local day at each building's main meter, stacked bars."""
+    return timeseries_panel(
+        f"{m.noun} per building per day",
+        m.counter_unit,
+        [
+            target(
+                per_day_by_building(ctx, m.kind, m.counter, ctx.building_meters(m.kind)),
+                alias="$tag_building",
+            )
+        ],
+        f"{unit_text} per local day ({ctx.tz}) at each building's main meter, stacked.",
+        w=w,
+        h=h,
+        bars=True,
+        stacked=True,
+    )
+
+
+def night_panel(m: Metering, ctx: Context, title: str, text: str) -> typing.Any:
+    """The lowest 4-hour mean of the gauge per day and building."""
+    query = night_floor(ctx, m.kind, m.gauge, ctx.building_meters(m.kind))
+    return timeseries_panel(title, m.gauge_unit, [target(query, alias="$tag_building")], text, w=12)
+
+
+def per_building_panel(m: Metering, ctx: Context, title: str, text: str, **size: int) -> typing.Any:
+    """Mean of the gauge per interval at each building's main meter."""
+    query = per_building_gauge(m.kind, m.gauge, ctx.building_meters(m.kind))
+    return timeseries_panel(
+        title, m.gauge_unit, [target(query, alias="$tag_building")], text, **size
+    )
+
+
+def top_consumers(m: Metering, ctx: Context) -> bargauge.Panel:
+    """Bars of what each building's main meter counted in the range, largest first."""
+    query = consumed_by_building(m.kind, m.counter, ctx.building_meters(m.kind), "total")
+    return (
+        bargauge.Panel()
+        .title("Top consumers")
+        .description("Consumption over the time range per building (main meters), largest first.")
+        .datasource(datasource_ref())
+        .unit(m.counter_unit)
+        .span(8)
+        .height(12)
+        .targets([target(query, table=True)])
+        .transformations(
+            [
+                transform("sortBy", {"sort": [{"field": "total", "desc": True}]}),
+                transform("organize", {"excludeByName": {"Time": True}}),
+            ]
+        )
+        .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
+        .value_mode(cm.BarGaugeValueMode.COLOR)
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .reduce_options(
+            cb.ReduceDataOptions().values(True).calcs(["lastNotNull"]).fields("/^total$/")
+        )
+        .thresholds(thresholds("blue"))
+        .min_viz_height(16)
     )

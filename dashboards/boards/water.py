@@ -10,19 +10,10 @@ from __future__ import annotations
 import typing
 
 from dashboards.boards import metering
-from dashboards.boards.common import (
-    Board,
-    Context,
-    building_variable,
-    rp_variable,
-    stat_panel,
-    target,
-    thresholds,
-    timeseries_panel,
-)
-from dashboards.boards.energy import top_consumers
+from dashboards.boards.common import Context, target, thresholds, timeseries_panel
 
 UID = "campus-water"
+WATER = metering.Metering("water", "volume_m3", "m3", "flow_lpm", "flowlpm", "Water")
 
 
 def balance_panel(ctx: Context) -> typing.Any:
@@ -46,26 +37,18 @@ def balance_panel(ctx: Context) -> typing.Any:
 
 def build(ctx: Context) -> dict[str, typing.Any]:
     """The water board."""
-    mains, campus = ctx.building_meters("water"), ctx.total_meters("water")
-    board = Board(
+    campus = ctx.total_meters("water")
+    board = metering.board(
+        WATER,
+        ctx,
         UID,
         "Water",
         "Flows, night flow per building, balance of parent and sub-meters.",
-        ctx,
         since="now-7d",
         refresh="5m",
     )
-    board.variables(building_variable('"water"', multi=True), rp_variable())
-    board.annotations(by_building=True)
     board.row("Campus").add(
-        stat_panel(
-            "Campus water in range",
-            "m3",
-            [target(metering.consumed("water", "volume_m3", campus, rp=True))],
-            "Water the campus main meter counted over the time range.",
-            w=6,
-            h=6,
-        ),
+        metering.in_range_stat(WATER, ctx),
         timeseries_panel(
             "Campus flow",
             "flowlpm",
@@ -76,41 +59,23 @@ def build(ctx: Context) -> dict[str, typing.Any]:
         ),
     )
     board.row("Buildings").add(
-        timeseries_panel(
+        metering.per_building_panel(
+            WATER,
+            ctx,
             "Flow per building",
-            "flowlpm",
-            [
-                target(
-                    metering.per_building_gauge("water", "flow_lpm", mains), alias="$tag_building"
-                )
-            ],
             "Mean flow per interval at each building's main water meter.",
             w=16,
             h=10,
         ),
-        top_consumers(ctx, "water", "volume_m3", "m3", "Top consumers"),
-        timeseries_panel(
+        metering.top_consumers(WATER, ctx),
+        metering.night_panel(
+            WATER,
+            ctx,
             "Night flow per building",
-            "flowlpm",
-            [target(metering.night_floor(ctx, "water", "flow_lpm", mains), alias="$tag_building")],
             "Lowest 4-hour mean flow of each day (01:00-05:00 on a normal night). Buildings"
             " should be near zero at night: a steady night flow is a leak or a running tap.",
-            w=12,
         ).thresholds(thresholds("green", (5, "orange"), (20, "red"))),
-        timeseries_panel(
-            "Water per building per day",
-            "m3",
-            [
-                target(
-                    metering.per_day_by_building(ctx, "water", "volume_m3", mains),
-                    alias="$tag_building",
-                )
-            ],
-            f"m³ per local day ({ctx.tz}) at each building's main meter, stacked.",
-            w=12,
-            bars=True,
-            stacked=True,
-        ),
+        metering.per_day_panel(WATER, ctx, "m³", w=12),
     )
     board.row("Metering tree").add(balance_panel(ctx))
     return board.build()
