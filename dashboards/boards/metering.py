@@ -188,11 +188,13 @@ def night_panel(m: Metering, ctx: Context, title: str, text: str) -> typing.Any:
     return timeseries_panel(title, m.gauge_unit, [target(query, alias="$tag_building")], text, w=12)
 
 
-def per_building_panel(m: Metering, ctx: Context, title: str, text: str, **size: int) -> typing.Any:
+def per_building_panel(
+    m: Metering, ctx: Context, title: str, text: str, w: int, h: int = 8
+) -> typing.Any:
     """Mean of the gauge per interval at each building's main meter."""
     query = per_building_gauge(m.kind, m.gauge, ctx.building_meters(m.kind))
     return timeseries_panel(
-        title, m.gauge_unit, [target(query, alias="$tag_building")], text, **size
+        title, m.gauge_unit, [target(query, alias="$tag_building")], text, w=w, h=h
     )
 
 
