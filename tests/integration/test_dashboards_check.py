@@ -422,7 +422,6 @@ def test_a_broken_board_fails_naming_the_panel(
     assert "1 boards, 4 panels" in result.output.splitlines()[-1]
 
 
-@pytest.mark.skipif(not SCHEMAS.is_dir(), reason="Grafana's JSON schemas are not on this machine")
 def test_schema_and_sdk_problems_name_the_panel(checked: Any, tmp_path: Path) -> None:
     _, boards, _ = checked
     board = json.loads((boards / "campus-energy.json").read_text())
