@@ -13,8 +13,18 @@ DEB_PACKAGES := mosquitto influxdb python3-venv python3-pip
 run: setup
 	$(BIN)/campus up
 
+# The unit tests (pure logic, about 2 minutes of one core) run in the background
+# while the integration tests run in order in the foreground (they start and stop
+# servers and time faults); the unit tests' report follows theirs.
 test: setup test-deps
-	$(BIN)/pytest -q --durations=15 tests
+	@unit_log=$$(mktemp); \
+	$(BIN)/pytest -q -p no:cacheprovider --durations=5 tests/unit >"$$unit_log" 2>&1 & unit=$$!; \
+	trap 'kill $$unit 2>/dev/null' INT TERM; \
+	$(BIN)/pytest -q --durations=15 tests/integration; integration=$$?; \
+	wait $$unit; unit_rc=$$?; \
+	echo "== unit tests (run beside the integration tests)"; cat "$$unit_log"; rm -f "$$unit_log"; \
+	echo "== integration exit $$integration, unit exit $$unit_rc"; \
+	exit $$(( integration || unit_rc ))
 
 lint: setup
 	$(BIN)/ruff check .
