@@ -37,6 +37,7 @@ from urllib.parse import quote, unquote, urlsplit
 import click
 
 from campus.errors import CampusError
+from campus.files import write_file
 
 if TYPE_CHECKING:
     from campus.registry import Device
@@ -323,22 +324,6 @@ def render_devices_csv(accounts: list[Account]) -> str:
         if a.device:
             writer.writerow([a.name, a.name, a.password])
     return buf.getvalue()
-
-
-def write_file(path: Path, text: str, mode: int, group: int | None = None) -> None:
-    """Write ``path`` atomically, created with ``mode`` (never briefly wider)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        if group is not None:
-            os.fchown(fd, -1, group)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
 
 
 def broker_group() -> int | None:

@@ -10,7 +10,6 @@ on a server that runs with authentication (docs/retention.md).
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -308,14 +307,10 @@ def _read_passwords(path: Path) -> dict[str, str]:
 
 def _write_passwords(path: Path, passwords: dict[str, str]) -> None:
     """Write the passwords readable by their owner only (0600 from the start)."""
+    from campus.files import write_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(passwords, f, indent=2, sort_keys=True)
-        f.write("\n")
-    tmp.replace(path)
+    write_file(path, json.dumps(passwords, indent=2, sort_keys=True) + "\n", 0o600)
 
 
 def _given_passwords(pairs: tuple[str, ...]) -> dict[str, str]:
