@@ -11,7 +11,7 @@ import functools
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,14 +43,17 @@ class StatusEvent:
     online: bool
 
 
-@dataclass
 class Decoded:
-    """What one MQTT message turned into."""
+    """What one MQTT message turned into (a plain slotted class: one is made
+    per message, and a dataclass with default factories cost twice as much)."""
 
-    readings: list[Reading] = field(default_factory=list)
-    status: StatusEvent | None = None
-    rejections: list[Rejection] = field(default_factory=list)
-    unknown_device: bool = False
+    __slots__ = ("readings", "rejections", "status", "unknown_device")
+
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+        self.status: StatusEvent | None = None
+        self.rejections: list[Rejection] = []
+        self.unknown_device = False
 
 
 @dataclass(frozen=True)

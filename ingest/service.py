@@ -182,17 +182,35 @@ class Ingester:
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         decoded = self.decoder.decode(topic, payload, now)
         lines: list[str] = []
+        if decoded.readings:
+            self._lines(decoded.readings, lines)
+        if decoded.status is not None:
+            lines.append(self._status_line(decoded.status, now))
+        for rej in decoded.rejections:
+            self.dead.add(topic, payload, rej.reason, at_ms=now)
+        counts = self.metrics.counts
+        counts.received += 1
+        counts.readings += len(decoded.readings)
+        counts.rejected += len(decoded.rejections)
+        if decoded.unknown_device and decoded.readings:
+            counts.unknown += len(decoded.readings)
+            parts = topic.split("/")
+            self.unknown_devices["/".join(parts[1:4])] += len(decoded.readings)
+        return lines
+
+    def _lines(self, readings: list[Reading], lines: list[str]) -> None:
+        """Append the line protocol of a message's readings (and seq gap points)."""
         templates = self._templates
         gaps = self.gaps
         # Decoded metrics are finite floats and ts_ms an int: the message's values
         # are formatted in one call, and one cached format per device and field
         # set writes each line.
         values: list[float] = []
-        for reading in decoded.readings:
+        for reading in readings:
             values.extend(reading.metrics.values())
         texts = float_texts(values)
         end = 0
-        for reading in decoded.readings:
+        for reading in readings:
             metrics = reading.metrics
             key = (reading.building, reading.kind, reading.device, tuple(metrics))
             template = templates.get(key)
@@ -214,19 +232,6 @@ class Ingester:
                     lines.append(
                         self._fill_line(reading.building, reading.kind, found, reading.ts_ms)
                     )
-        if decoded.status is not None:
-            lines.append(self._status_line(decoded.status, now))
-        for rej in decoded.rejections:
-            self.dead.add(topic, payload, rej.reason, at_ms=now)
-        counts = self.metrics.counts
-        counts.received += 1
-        counts.readings += len(decoded.readings)
-        counts.rejected += len(decoded.rejections)
-        if decoded.unknown_device and decoded.readings:
-            counts.unknown += len(decoded.readings)
-            parts = topic.split("/")
-            self.unknown_devices["/".join(parts[1:4])] += len(decoded.readings)
-        return lines
 
     def _too_large(self, topic: str, size: int) -> list[str]:
         """Refuse a message whose payload was dropped unread for its size."""

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from campus.errors import PartialWriteError, SinkError
 from campus.influx import DatabaseNotFound, InfluxClient
@@ -35,13 +35,17 @@ from ingest.spool import Segment, Spool, SpoolFull
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Message:
-    """One MQTT message's lines and what acknowledges it."""
+    """One MQTT message's lines and what acknowledges it (a plain slotted
+    class: one is made per message, and a dataclass with a default factory
+    cost twice as much to build)."""
 
-    lines: list[str]
-    token: object = None  # handed back to ``ack`` once stored (the MQTT mid)
-    at: float = field(default_factory=time.monotonic)  # when it arrived
+    __slots__ = ("at", "lines", "token")
+
+    def __init__(self, lines: list[str], token: object = None) -> None:
+        self.lines = lines
+        self.token = token  # handed back to ``ack`` once stored (the MQTT mid)
+        self.at = time.monotonic()  # when it arrived
 
 
 @dataclass
