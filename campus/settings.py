@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     influx_token: str | None = None
     influx_user: str | None = None
     influx_password: str | None = None
+    # gzip writes: unset compresses unless InfluxDB is on this machine (loopback),
+    # where compressing costs both sides CPU and saves nothing (docs/performance.md)
+    influx_gzip: bool | None = None
     # `campus db init` / `campus db users`: an InfluxDB admin (else influx_user above)
     influx_admin_user: str | None = None
     influx_admin_password: str | None = None
