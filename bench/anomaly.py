@@ -3,8 +3,10 @@
 For each detector: fit on three weeks of a simulated teaching-floor power
 meter (one reading a minute, 30,240 readings), then score readings one at a
 time through the rules engine's scorer (``models.scorer.ModelScorer``, the
-path `campus rules run` takes), and print fit seconds, microseconds per
-scored reading, readings/s and peak RSS.
+path `campus rules run` takes for one-reading messages), then again as
+batch payloads of 60 readings (one vectorised call per message, as
+``Engine.feed_many`` scores them), and print fit seconds, microseconds per
+scored reading and readings/s both ways, and peak RSS.
 
     .venv/bin/python bench/anomaly.py [--readings 2000] [--detectors seasonal,regressor]
 """
@@ -58,15 +60,28 @@ def main() -> None:
             scorer = ModelScorer(registry)
             # the week before the live readings, as a running engine would have seen it
             week = train.iloc[-7 * 1440 :]["value"]
-            scorer.prime(device, [(int(ts.value // 1_000_000), float(v)) for ts, v in week.items()])
+            past = [(int(ts.value // 1_000_000), float(v)) for ts, v in week.items()]
+            scorer.prime(device, past)
+            run = [
+                (int(ts.value // 1_000_000), {case.metric: float(v)})
+                for ts, v in live["value"].items()
+            ]
             t0 = time.perf_counter()
-            for ts, v in live["value"].items():
-                scorer.score(device, int(ts.value // 1_000_000), {case.metric: float(v)})
+            for ts_ms, metrics in run:
+                scorer.score(device, ts_ms, metrics)
             per = (time.perf_counter() - t0) / len(live)
+            # the same readings as batch payloads of 60: one vectorised call per message
+            batched = ModelScorer(registry)
+            batched.prime(device, past)
+            t0 = time.perf_counter()
+            for i in range(0, len(run), 60):
+                batched.prepare(device, run[i : i + 60])
+            per60 = (time.perf_counter() - t0) / len(live)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
             f"{name:<10} train_readings={len(train):,}  fit_s={fit_s:.2f}  "
             f"online_us_per_reading={per * 1e6:,.0f}  online_per_s={1 / per:,.0f}  "
+            f"batch60_us_per_reading={per60 * 1e6:,.0f}  batch60_per_s={1 / per60:,.0f}  "
             f"peak_rss_mib={rss:.0f}"
         )
 

@@ -4,12 +4,14 @@ explanation an alert carries."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 
-def explanation(row: pd.Series, value: float, unit: str = "") -> str:
+def explanation(row: Mapping[str, Any], value: float, unit: str = "") -> str:
     """``expected 42.1 kW (band 30.2 to 55.0), actual 81.3 kW, score 0.93;
     moved most by: ...`` for one scored row."""
     u = f" {unit}" if unit else ""

@@ -9,6 +9,11 @@ day for the regressor): its last ``context`` readings in full and, before
 them, one reading every ``sparse_step_s`` over the eight days before. The
 score of a reading never depends on later readings.
 
+A run of readings of one device (a batch payload of 60 readings, or the
+history a restarted engine primes with) is scored in one vectorised detector
+call by :meth:`ModelScorer.prepare`; :meth:`ModelScorer.score` then hands
+each reading its result. A reading that arrives alone is scored alone.
+
 Cold start: a device without a model gets no score (so anomaly rules stay
 silent for it), said once in the log for all such devices; a model file that
 cannot be used is said once per device, and the device stays silent until a
@@ -22,13 +27,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from campus.errors import SinkError
+from campus.influx import InfluxClient, rows
+from campus.influxql import quote_ident, quote_literal
 from campus.registry import Device
 from models.base import Detector, ModelError
 from models.choice import MODELLED
@@ -73,6 +81,8 @@ class ModelScorer:
         self._said: set[str] = set()
         self._said_missing = False
         self.last: dict[str, str] = {}  # device -> explanation of its latest score
+        # device -> {epoch ms: (score, explanation)} of its latest scored readings
+        self._ready: dict[str, dict[int, tuple[float, str]]] = {}
 
     def _entry(self, device: Device) -> _Device | None:
         now = self._clock()  # type: ignore[operator]
@@ -129,6 +139,39 @@ class ModelScorer:
         for ts_ms, value in readings:
             self._remember(entry, ts_ms, value)
 
+    def prime_from(self, client: InfluxClient, devices: Iterable[Device], now_ms: int) -> int:
+        """:meth:`prime` each of ``devices`` that has a model with the readings
+        of its modelled metric that the model looks back over, read from
+        InfluxDB; returns how many readings. When InfluxDB cannot answer, the
+        devices not yet primed start cold (said once in the log)."""
+        total = 0
+        for device in devices:
+            lookback = self.lookback(device)
+            entry = self._devices.get(device.id)
+            if lookback is None or entry is None or lookback <= pd.Timedelta(0):
+                continue  # no model, or one that judges a reading by its own time
+            since = now_ms - int(min(lookback, pd.Timedelta(days=8)).total_seconds() * 1000)
+            q = (
+                f"SELECT {quote_ident(entry.metric)} FROM {quote_ident(device.kind)} "
+                f"WHERE device = {quote_literal(device.id)} AND time > {since}ms "
+                f"AND time <= {now_ms}ms"
+            )
+            try:
+                found = rows(client.query(q))
+            except SinkError as exc:
+                log.warning(
+                    "anomaly models start without their past (from %s on): %s", device.id, exc
+                )
+                break  # InfluxDB is down or refusing: asking for each device says nothing more
+            past = [
+                (int(r["time"]), float(r[entry.metric]))
+                for r in found
+                if isinstance(r.get(entry.metric), int | float)
+            ]
+            self.prime(device, past)
+            total += len(past)
+        return total
+
     def _remember(self, entry: _Device, ts_ms: int, value: float) -> None:
         times, values = entry.times, entry.values
         times.append(ts_ms)
@@ -143,28 +186,73 @@ class ModelScorer:
                 old.popleft()
                 entry.old_values.popleft()
 
-    def score(self, device: Device, ts_ms: int, metrics: Mapping[str, float]) -> float | None:
-        """The model's score of this reading, or None (no model, metric missing)."""
+    def lookback(self, device: Device) -> pd.Timedelta | None:
+        """How much of ``device``'s past its model needs to score a reading
+        (what a restarted engine should :meth:`prime` it with), or None
+        without a model."""
         entry = self._entry(device)
         if entry is None or entry.detector is None:
             return None
-        value = metrics.get(entry.metric)
-        if value is None:
-            return None
-        times, values = entry.times, entry.values
-        if times and ts_ms <= times[-1]:
-            return None  # a repeat or an older reading: already scored in its turn
-        self._remember(entry, ts_ms, float(value))
-        since = ts_ms - int(entry.detector.lookback().total_seconds() * 1000)
-        all_times = [t for t in entry.old_times if t >= since]
-        all_values = list(entry.old_values)[len(entry.old_values) - len(all_times) :]
-        recent = [i for i, t in enumerate(times) if t >= since]
-        first = recent[0] if recent else len(times) - 1
-        all_times += list(times)[first:]
-        all_values += list(values)[first:]
-        row = entry.detector.score_last(_frame(all_times, all_values)).iloc[-1]
-        self.last[device.id] = explanation(row, float(value), device.metrics[entry.metric].unit)
-        return float(row["score"])
+        return entry.detector.lookback()
+
+    def score(self, device: Device, ts_ms: int, metrics: Mapping[str, float]) -> float | None:
+        """The model's score of this reading, or None (no model, metric missing)."""
+        done = self._ready.get(device.id, {}).get(ts_ms)
+        if done is not None:  # scored by prepare(), or asked again (a rule's clear condition)
+            self.last[device.id] = done[1]
+            return done[0]
+        scored = self.prepare(device, [(ts_ms, metrics)])
+        return scored[0] if scored else None
+
+    def prepare(
+        self, device: Device, readings: Sequence[tuple[int, Mapping[str, float]]]
+    ) -> list[float]:
+        """Score a run of ``device``'s readings (epoch ms, metrics; oldest
+        first) in one vectorised call of its model and keep the results for
+        :meth:`score`. Readings without the modelled metric, repeats and
+        readings older than the last one scored are skipped, as the engine
+        skips them. Returns the scores, in order."""
+        entry = self._entry(device)
+        if entry is None or entry.detector is None:
+            return []
+        last = entry.times[-1] if entry.times else None
+        new_times: list[int] = []
+        new_values: list[float] = []
+        for ts_ms, metrics in readings:
+            value = metrics.get(entry.metric)
+            if value is None or (last is not None and ts_ms <= last):
+                continue
+            new_times.append(ts_ms)
+            new_values.append(float(value))
+            last = ts_ms
+        if not new_times:
+            return []
+        since = new_times[0] - int(entry.detector.lookback().total_seconds() * 1000)
+        old_times, old_values = self._context(entry, since)
+        for ts_ms, value in zip(new_times, new_values, strict=True):
+            self._remember(entry, ts_ms, value)
+        frame = _frame(old_times + new_times, old_values + new_values)
+        rows = entry.detector.score_last(frame, n=len(new_times)).to_dict("records")
+        unit = device.metrics[entry.metric].unit
+        ready = {
+            ts_ms: (float(row["score"]), explanation(row, value, unit))
+            for ts_ms, value, row in zip(new_times, new_values, rows, strict=True)
+        }
+        self._ready[device.id] = ready  # the previous run's results are no longer asked for
+        self.last[device.id] = ready[new_times[-1]][1]
+        return [score for score, _ in ready.values()]
+
+    @staticmethod
+    def _context(entry: _Device, since: int) -> tuple[list[int], list[float]]:
+        """The readings kept of a device from ``since`` on: the sparse ones of
+        the days before, then the recent ones in full."""
+        times = [t for t in entry.old_times if t >= since]
+        values = list(entry.old_values)[len(entry.old_values) - len(times) :]
+        recent = [i for i, t in enumerate(entry.times) if t >= since]
+        if recent:
+            times += list(entry.times)[recent[0] :]
+            values += list(entry.values)[recent[0] :]
+        return times, values
 
     def explain(self, device: str) -> str | None:
         """The explanation of ``device``'s latest score."""

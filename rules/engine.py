@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -148,6 +148,7 @@ class Engine:
         self.stats = EngineStats()
         self._local: tuple[int, datetime, Any] | None = None
         self.seen: dict[str, int] = {}  # when each device was last heard of (stale checks)
+        self.scored: set[str] = set()  # devices an anomaly rule watches
         Stale.seen = self.seen
         for rule in self.rules.values():
             self._index(rule)
@@ -178,8 +179,10 @@ class Engine:
             if rule.kind == "offline":
                 self.by_status.setdefault(device.id, []).append(slot)
                 continue  # fed by status messages only
-            if rule.kind == "anomaly" and self.scorer is None:
-                continue  # no model: silent (said once in the log)
+            if rule.kind == "anomaly":
+                if self.scorer is None:
+                    continue  # no model: silent (said once in the log)
+                self.scored.add(device.id)
             for source in kind_cls.watched(rule, device, self.campus):
                 self.by_source.setdefault(source, []).append(slot)
             if kind_cls.time_driven:
@@ -252,6 +255,27 @@ class Engine:
                     slot.active = False
                 continue
             self._evaluate(slot, ts_ms, out, _composite)
+        return out
+
+    def feed_many(
+        self,
+        device: str,
+        readings: Sequence[tuple[int, Mapping[str, float]]],
+        received_ms: int | None = None,
+    ) -> list[AlertEvent]:
+        """A run of one device's readings, oldest first (one MQTT message): the
+        anomaly model scores them in one vectorised call, then each is fed."""
+        if len(readings) > 1 and device in self.scored:
+            prepare = getattr(self.scorer, "prepare", None)
+            spec = self.campus.get(device)
+            if prepare is not None and spec is not None:
+                try:
+                    prepare(spec, readings)
+                except Exception:  # each reading is then scored alone, as feed() would
+                    log.exception("anomaly model of %s failed on a run of readings", device)
+        out: list[AlertEvent] = []
+        for ts_ms, metrics in readings:
+            out += self.feed(device, ts_ms, metrics, received_ms)
         return out
 
     def status(self, device: str, online: bool, ts_ms: int) -> list[AlertEvent]:

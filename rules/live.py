@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from campus.calendar import AcademicCalendar
 from campus.errors import ConfigError
+from campus.influx import InfluxClient
 from campus.registry import Campus
 from campus.settings import Settings, mark_ready, stream_topic, subscribe_on_connect
 from ingest.decode import Decoder
@@ -57,6 +58,7 @@ class RulesService:
         self._log = settings.alerts_log.open("a", encoding="utf-8")
         self.published = 0
         self._restore()
+        self._prime()
         self.client = self._make_client()
 
     def _scorer(self) -> Any:
@@ -65,6 +67,23 @@ class RulesService:
         from models.scorer import ModelScorer
 
         return ModelScorer(Registry(self.settings.models_folder))
+
+    def _prime(self) -> None:
+        """Give the anomaly models the recent past they look back over (lag
+        features), read from InfluxDB, so a restarted engine scores its first
+        readings as it scored its last ones."""
+        if self.scorer is None or not self.engine.scored:
+            return
+        t0 = time.monotonic()
+        devices = [d for d in self.campus if d.id in self.engine.scored]
+        with InfluxClient.from_settings(self.settings) as client:
+            n = self.scorer.prime_from(client, devices, int(time.time() * 1000))
+        if n:
+            log.info(
+                "anomaly models primed with %d past readings in %.1f s",
+                n,
+                time.monotonic() - t0,
+            )
 
     # ------------------------------------------------------------------ state
 
@@ -145,8 +164,9 @@ class RulesService:
         decoded = self.decoder.decode(msg.topic, bytes(msg.payload), now)
         events: list[AlertEvent] = []
         with self.lock:
-            for r in decoded.readings:
-                events += self.engine.feed(r.device, r.ts_ms, r.metrics, received_ms=now)
+            if decoded.readings:  # one device's: the message's topic names it
+                run = [(r.ts_ms, r.metrics) for r in decoded.readings]
+                events += self.engine.feed_many(decoded.readings[0].device, run, received_ms=now)
             if decoded.status is not None:
                 st = decoded.status
                 events += self.engine.status(st.device, st.online, now)

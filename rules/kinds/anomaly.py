@@ -6,7 +6,7 @@ yet) the rule gives no verdicts, and the engine says so once in its log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from pydantic import Field
@@ -24,6 +24,17 @@ class Scorer(Protocol):
     def explain(self, device: str) -> str | None:
         """What the latest score of ``device`` rests on (expected value, band,
         drivers), or None."""
+
+
+class BatchScorer(Scorer, Protocol):
+    """A scorer that can also score a run of one device's readings in one call
+    (:meth:`rules.engine.Engine.feed_many` uses it when offered)."""
+
+    def prepare(
+        self, device: Device, readings: Sequence[tuple[int, Mapping[str, float]]]
+    ) -> list[float]:
+        """Score ``readings`` (epoch ms, metrics; oldest first) at once; each
+        one's :meth:`score` then returns its result."""
 
 
 class AnomalyParams(Params):

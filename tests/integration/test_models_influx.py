@@ -6,16 +6,19 @@ it with an explanation and a plot, and a corrupt model is refused clearly."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from campus.calendar import load_calendar
 from campus.influx import InfluxClient
 from campus.registry import load_campus
 from campus.settings import Settings
+from models.detectors import make
 from models.registry import Registry
 from models.scorer import ModelScorer
 from rules.engine import Engine
@@ -122,4 +125,46 @@ def test_train_score_and_fire_on_a_creeping_meter(settings: Settings, tmp_path: 
     assert bad.returncode != 0
     assert "is corrupt" in bad.stderr and "campus model train" in bad.stderr
     assert "Traceback" not in bad.stderr
+    client.close()
+
+
+@pytest.mark.integration
+def test_a_restarted_engine_is_primed_from_influxdb(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The model's lookback is read back from InfluxDB at start-up, so the first
+    live reading scores as it would have in an engine that never stopped."""
+    client = InfluxClient.from_settings(settings)
+    client.create_database()
+    write_history(client, None)
+    t = np.arange(int(START.timestamp()), int((START + timedelta(days=DAYS)).timestamp()), 60)
+    kw = load(t) + np.random.default_rng(7).normal(0, 1.5, len(t))  # as written
+    stamps = [int(s) * 1000 for s in t]
+    frame = pd.DataFrame({"value": kw}, index=pd.to_datetime(stamps, unit="ms", utc=True))
+    registry = Registry(tmp_path / "models")
+    registry.save(POWER, "power_kw", make("regressor").fit(frame), {})
+    campus = load_campus(CONFIG / "campus.yaml")
+    device, water = campus.get(POWER), campus.get(WATER)
+    assert device is not None and water is not None
+    now = stamps[-1]
+
+    primed = ModelScorer(Registry(tmp_path / "models"))
+    # the regressor looks back a day and an hour (its lags): the last 1,500 readings;
+    # the water meter has no model
+    assert primed.prime_from(client, [device, water], now) == 25 * 60
+    never_stopped = ModelScorer(Registry(tmp_path / "models"))
+    never_stopped.prime(device, list(zip(stamps, kw.tolist(), strict=True)))
+    cold = ModelScorer(Registry(tmp_path / "models"))
+    reading = {"power_kw": float(kw[-60])}
+    first = primed.score(device, now + 60_000, reading)
+    assert first == never_stopped.score(device, now + 60_000, reading)
+    assert first != cold.score(device, now + 60_000, reading)  # without its past it differs
+
+    # InfluxDB unreachable: the models start cold, said once, not once per device
+    down = InfluxClient("http://127.0.0.1:9", settings.influx_db, timeout=0.5)
+    with caplog.at_level(logging.WARNING, logger="campus.models"):
+        assert ModelScorer(Registry(tmp_path / "models")).prime_from(down, [device] * 3, now) == 0
+    said = [r.getMessage() for r in caplog.records if "without their past" in r.getMessage()]
+    assert len(said) == 1
+    down.close()
     client.close()

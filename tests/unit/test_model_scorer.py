@@ -62,7 +62,7 @@ def test_cold_start_then_a_trained_model_is_picked_up(
     assert normal < 0.5 < 0.9 < odd
     why = scorer.explain(DEVICE)
     assert why is not None and why.startswith("expected ") and "actual 400 kW" in why
-    assert scorer.score(device, ts + 180_000, {"power_kw": 1.0}) is None  # a repeat: scored once
+    assert scorer.score(device, ts + 180_000, {"power_kw": 1.0}) == odd  # a repeat: scored once
     assert scorer.score(device, ts + 240_000, {"voltage_v": 230.0}) is None  # not its metric
     png = scorer.plot(DEVICE, tmp_path / "day.png")
     assert png is not None and png.stat().st_size > 5_000
@@ -82,3 +82,38 @@ def test_a_model_that_cannot_be_read_is_said_once_and_stays_silent(
             assert scorer.score(device, 1_790_000_000_000 + i, {"power_kw": 1.0}) is None
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "is corrupt" in said[0]
+
+
+@pytest.mark.parametrize("name", ["seasonal", "forest", "regressor"])
+def test_a_run_scored_at_once_scores_as_one_by_one(
+    campus: Campus, tmp_path: Path, name: str
+) -> None:
+    """A batch payload's readings get, in one vectorised call, the scores each
+    would have got alone, with the same explanations."""
+    device = campus.get(DEVICE)
+    assert device is not None
+    h = history(days=12)
+    train, live = h.iloc[: 10 * 96], h.iloc[10 * 96 :]
+    registry = Registry(tmp_path)
+    registry.save(DEVICE, "power_kw", make(name).fit(train), {"rows": len(train)})
+    values = live["value"].to_numpy().copy()
+    values[100:120] += 60  # an hour and more of something odd
+    run = [
+        (int(t.value // 1_000_000), {"power_kw": float(v)})
+        for t, v in zip(live.index, values, strict=True)
+    ]
+    past = [(int(t.value // 1_000_000), float(v)) for t, v in train["value"].items()]
+    alone, batched = ModelScorer(registry), ModelScorer(registry)
+    alone.prime(device, past)
+    batched.prime(device, past)
+
+    one_by_one = [alone.score(device, ts, m) for ts, m in run]
+    at_once = batched.prepare(device, run)
+    assert len(at_once) == len(run)
+    assert at_once == pytest.approx(one_by_one, abs=1e-9)
+    assert min(at_once[100:120]) > 0.9 > max(at_once[:90])  # it is the odd hour that scores
+    # score() hands each reading its prepared result, with its explanation
+    ts, metrics = run[110]
+    assert batched.score(device, ts, metrics) == at_once[110]
+    why = batched.explain(DEVICE)
+    assert why is not None and why.startswith("expected ") and f"score {at_once[110]:.2f}" in why

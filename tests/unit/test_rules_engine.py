@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -938,6 +938,46 @@ def test_a_second_engine_does_not_silence_the_first_ones_scorer(campus, calendar
     make(campus, calendar, ANOMALY)
     events = series(first, "pm-teach-1-f1", [{"power_kw": 10.0}] * 5)
     assert states(events) == [(2, "firing")]
+
+
+class BatchStub(StubScorer):
+    """A stub that also scores runs, recording each run it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[tuple[str, int]] = []
+        self.ready: dict[int, float] = {}
+
+    def prepare(
+        self, device: Device, readings: Sequence[tuple[int, Mapping[str, float]]]
+    ) -> list[float]:
+        self.runs.append((device.id, len(readings)))
+        self.ready = {ts: 9.5 if device.id == "pm-teach-1-f1" else 1.0 for ts, _ in readings}
+        return list(self.ready.values())
+
+    def score(self, device: Device, ts_ms: int, metrics: Mapping[str, float]) -> float | None:
+        if ts_ms in self.ready:
+            return self.ready[ts_ms]
+        return super().score(device, ts_ms, metrics)
+
+
+def test_a_run_of_readings_is_scored_in_one_call_with_the_same_alerts(campus, calendar):
+    run = [(at(i), {"power_kw": 10.0}) for i in range(5)]
+    batch = BatchStub()
+    engine = make(campus, calendar, ANOMALY, scorer=batch)
+    events = engine.feed_many("pm-teach-1-f1", run)
+    assert batch.runs == [("pm-teach-1-f1", 5)] and batch.calls == []  # one call, none alone
+    one_by_one = make(campus, calendar, ANOMALY, scorer=StubScorer())
+    expected = [ev for ts, m in run for ev in one_by_one.feed("pm-teach-1-f1", ts, m)]
+    assert [(e.state, e.ts_ms, e.value) for e in events] == [
+        (e.state, e.ts_ms, e.value) for e in expected
+    ]
+    assert [e.state for e in events] == ["firing"]
+    # a device no anomaly rule watches is not scored at all; a lone reading is scored alone
+    assert engine.feed_many("wm-teach-1-f1", [(at(9), {"flow_lpm": 1.0})] * 2) == []
+    engine.feed_many("pm-teach-1-f2", [(at(9), {"power_kw": 1.0})])
+    assert batch.runs == [("pm-teach-1-f1", 5)]
+    assert batch.calls == [("pm-teach-1-f2", at(9))]
 
 
 class _RaisingScorer:
