@@ -3,9 +3,11 @@
 Each line holds the time, the topic, the payload (truncated, decoded with
 replacement characters so any bytes can be shown), its size and the reason.
 
-Recording costs the thread that rejects no system call and no lock: a record
-is serialised and queued, and :meth:`DeadLetter.flush` (called before the
-messages it describes are acknowledged) writes everything queued in one
+Recording costs the thread that rejects no system call, no lock and no
+serialisation: what is kept of a rejection is queued as it is, and
+:meth:`DeadLetter.flush` (called before the messages it describes are
+acknowledged; in the ingester, by its writer thread, which mostly waits on
+InfluxDB) turns everything queued into JSON lines and writes them in one
 write. Garbage at volume is tens of thousands of records a second; written
 one by one under a lock, the ingester's network thread spent a seventh of its
 time in that write, and in waiting for the lock while the writer thread
@@ -24,6 +26,9 @@ from pathlib import Path
 import orjson
 
 PAYLOAD_KEEP = 1024
+# a rejection as the rejecting thread queues it: received at (epoch ms), topic,
+# the payload's kept head, the payload's length, its size when not kept, the reason
+Queued = tuple[int, str, bytes, int, int | None, str]
 
 
 class DeadLetter:
@@ -39,14 +44,13 @@ class DeadLetter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = path.open("ab")  # orjson writes bytes: no text layer to encode again
         self._lock = threading.Lock()  # between flushing threads only
-        self._queued: deque[bytes] = deque()  # append and popleft are atomic
+        self._queued: deque[Queued] = deque()  # append and popleft are atomic
         self._second = -1
         self._stamp = ""
 
-    def _time(self, at_ms: int | None) -> str:
+    def _time(self, ms: int) -> str:
         """ISO 8601 with milliseconds; the date and time are formatted once a
         second (garbage at volume is thousands of records a second)."""
-        ms = int(time.time() * 1000) if at_ms is None else at_ms
         second, milli = divmod(ms, 1000)
         if second != self._second:
             self._second = second
@@ -64,19 +68,23 @@ class DeadLetter:
         """Record one rejection (``size``: the payload's, when it was not kept;
         ``at_ms``: when it was received, epoch milliseconds, if known)."""
         raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
+        ms = int(time.time() * 1000) if at_ms is None else at_ms
+        self._queued.append((ms, topic, raw[:PAYLOAD_KEEP], len(raw), size, reason))
+
+    def _line(self, queued: Queued) -> bytes:
+        ms, topic, kept, length, size, reason = queued
         record = {
-            "time": self._time(at_ms),
+            "time": self._time(ms),
             "topic": topic[:512],
-            "payload": raw[:PAYLOAD_KEEP].decode("utf-8", "replace"),
-            "truncated": len(raw) > PAYLOAD_KEEP or size is not None,
-            "bytes": len(raw) if size is None else size,
+            "payload": kept.decode("utf-8", "replace"),
+            "truncated": length > PAYLOAD_KEEP or size is not None,
+            "bytes": length if size is None else size,
             "reason": reason,
         }
         try:
-            line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+            return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         except orjson.JSONEncodeError:  # a lone surrogate (from a JSON escape) in a reason
-            line = (json.dumps(record) + "\n").encode()
-        self._queued.append(line)
+            return (json.dumps(record) + "\n").encode()
 
     def flush(self) -> None:
         """Write the queued records and hand them to the OS; called before the
@@ -89,11 +97,17 @@ class DeadLetter:
         queued = self._queued
         # popleft, not a swap of the deque: a record added meanwhile by another
         # thread stays queued for the next flush instead of being lost
-        lines = [queued.popleft() for _ in range(len(queued))]
+        # One growing buffer: each line's bytes object is freed as soon as it is
+        # copied (orjson allocates its output outside Python's small-object
+        # allocator, and thousands of them kept alive for a join cost three
+        # times the serialising)
+        out = bytearray()
+        for _ in range(len(queued)):
+            out += self._line(queued.popleft())
         if self._fh.closed:
             return
-        if lines:
-            self._fh.write(b"".join(lines))
+        if out:
+            self._fh.write(out)
         self._fh.flush()
 
     def close(self) -> None:
