@@ -229,10 +229,12 @@ class ModelScorer:
             return []
         since = new_times[0] - int(entry.detector.lookback().total_seconds() * 1000)
         old_times, old_values = self._context(entry, since)
-        for ts_ms, value in zip(new_times, new_values, strict=True):
-            self._remember(entry, ts_ms, value)
         frame = _frame(old_times + new_times, old_values + new_values)
         rows = entry.detector.score_last(frame, n=len(new_times)).to_dict("records")
+        # remembered once scored: a model that fails leaves the readings unscored,
+        # to be tried again one by one (and the failure to reach the engine)
+        for ts_ms, value in zip(new_times, new_values, strict=True):
+            self._remember(entry, ts_ms, value)
         unit = device.metrics[entry.metric].unit
         ready = {
             ts_ms: (float(row["score"]), explanation(row, value, unit))

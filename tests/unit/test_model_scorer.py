@@ -117,3 +117,25 @@ def test_a_run_scored_at_once_scores_as_one_by_one(
     assert batched.score(device, ts, metrics) == at_once[110]
     why = batched.explain(DEVICE)
     assert why is not None and why.startswith("expected ") and f"score {at_once[110]:.2f}" in why
+
+
+def test_a_run_the_model_fails_on_is_left_to_be_scored_again(
+    campus: Campus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device = campus.get(DEVICE)
+    assert device is not None
+    h = history()
+    registry = Registry(tmp_path)
+    registry.save(DEVICE, "power_kw", make("seasonal").fit(h), {"rows": len(h)})
+    scorer = ModelScorer(registry)
+    ts = int(h.index[-1].value // 1_000_000)
+    run = [(ts + i * 60_000, {"power_kw": 40.0}) for i in range(1, 4)]
+    assert scorer.lookback(device) is not None  # the model is loaded
+    detector = scorer._devices[DEVICE].detector
+    assert detector is not None
+    with monkeypatch.context() as m:
+        m.setattr(detector, "score_last", lambda frame, n=1: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            scorer.prepare(device, run)
+    # not taken for repeats: each reading is still scored in its turn
+    assert all(scorer.score(device, t, metrics) is not None for t, metrics in run)

@@ -993,6 +993,24 @@ def test_a_scorer_that_raises_disables_only_the_anomaly_rule(campus, calendar):
     assert [(ev.rule, ev.state) for _, ev in events] == [("power-outage", "firing")]
 
 
+class _RaisingBatch(_RaisingScorer):
+    def prepare(
+        self, device: Device, readings: Sequence[tuple[int, Mapping[str, float]]]
+    ) -> list[float]:
+        raise RuntimeError("model file truncated")
+
+
+def test_a_run_whose_model_fails_is_treated_as_one_by_one(campus, calendar, caplog):
+    """A model that fails on a run is asked again reading by reading, so the
+    failure disables the anomaly rule as it would have without runs."""
+    text = ANOMALY + OUTAGE.split("rules:\n", 1)[1]
+    engine = make(campus, calendar, text, scorer=_RaisingBatch())
+    events = engine.feed_many("pm-teach-1-f1", [(at(i), {"power_kw": 0.0}) for i in range(3)])
+    assert engine.stats.disabled == {"anomaly-consumption": "RuntimeError: model file truncated"}
+    assert [(ev.rule, ev.state) for ev in events] == [("power-outage", "firing")]
+    assert "failed on a run of readings" in caplog.text
+
+
 # --------------------------------------------------------- snapshot/restore
 
 
