@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     ingest_future_tolerance_s: float = Field(300, ge=0)
     ingest_progress_interval_s: float = Field(10, gt=0)
     dead_letter_path: Path | None = None
+    # the dead-letter file is rotated at this size (0: never), keeping this many old ones
+    dead_letter_max_bytes: int = Field(100 * 1024 * 1024, ge=0)
+    dead_letter_keep: int = Field(5, ge=0, le=100)
     ingest_receive_maximum: int = Field(10_000, ge=1, le=65_535)
     ingest_write_timeout_s: float = Field(10.0, gt=0)
     ingest_spool_dir: Path | None = None

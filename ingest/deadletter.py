@@ -17,6 +17,7 @@ flushed.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import deque
@@ -24,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+
+log = logging.getLogger(__name__)
 
 PAYLOAD_KEEP = 1024
 # a rejection as the rejecting thread queues it: received at (epoch ms), topic,
@@ -39,8 +42,10 @@ class DeadLetter:
     flushes once per batch, so at most a batch's rejections).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = 0, keep: int = 5) -> None:
         self.path = path
+        self.max_bytes = max_bytes  # 0: the file grows without bound
+        self.keep = keep  # rotated files kept beside it: path.1 (newest) .. path.<keep>
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = path.open("ab")  # orjson writes bytes: no text layer to encode again
         self._lock = threading.Lock()  # between flushing threads only
@@ -109,6 +114,32 @@ class DeadLetter:
         if out:
             self._fh.write(out)
         self._fh.flush()
+        if self.max_bytes and self._fh.tell() >= self.max_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        """Start a new file: the current one becomes ``<path>.1``, the older
+        ones move up by one, and the one past ``keep`` is deleted (garbage at
+        volume must not fill the disk the spool and InfluxDB need)."""
+        self._fh.close()
+        for n in range(self.keep, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if n == self.keep:
+                older.unlink(missing_ok=True)
+            else:
+                newer = self.path.with_name(f"{self.path.name}.{n + 1}")
+                if older.exists():
+                    older.replace(newer)
+        if self.keep > 0:
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._fh = self.path.open("ab")
+        log.warning(
+            "dead-letter file reached %d bytes: rotated (%d older files kept)",
+            self.max_bytes,
+            self.keep,
+        )
 
     def close(self) -> None:
         """Write what is queued, then close the file."""

@@ -64,7 +64,11 @@ class Ingester:
                 future_tolerance_ms=int(settings.ingest_future_tolerance_s * 1000),
             ),
         )
-        self.dead = DeadLetter(settings.dead_letter_file)
+        self.dead = DeadLetter(
+            settings.dead_letter_file,
+            max_bytes=settings.dead_letter_max_bytes,
+            keep=settings.dead_letter_keep,
+        )
         self.influx = InfluxClient.from_settings(settings, timeout=settings.ingest_write_timeout_s)
         self.metrics = IngestMetrics()
         self.spool = Spool(settings.spool_folder, settings.ingest_spool_max_bytes)
