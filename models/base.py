@@ -78,6 +78,18 @@ class Detector(ABC):
         a detector may compute it faster (online scoring calls it per reading)."""
         return self.score(frame).iloc[-n:]
 
+    def score_records(self, ns: np.ndarray, values: np.ndarray, n: int) -> list[dict[str, Any]]:
+        """The scores of the last ``n`` of these readings (UTC epoch
+        nanoseconds, values; the ones before are context), one dict of
+        :data:`SCORE_COLUMNS` each: what online scoring asks for. Equal to
+        :meth:`score_last`; a detector may compute it without pandas."""
+        frame = pd.DataFrame(
+            {"value": np.asarray(values, dtype=float)},
+            index=pd.to_datetime(np.asarray(ns, dtype=np.int64), unit="ns", utc=True),
+        )
+        records: list[dict[str, Any]] = self.score_last(frame, n).to_dict("records")
+        return records
+
     @abstractmethod
     def state(self) -> dict[str, Any]:
         """What :meth:`from_state` needs to rebuild the fitted detector."""

@@ -15,14 +15,16 @@ import numpy as np
 import pandas as pd
 
 from campus.calendar import AcademicCalendar
-from models.base import Detector, ModelError, band_score
+from models.base import SCORE_COLUMNS, Detector, ModelError, band_score
 from models.features import (
     check_frame,
     join_drivers,
+    records,
     require_history,
     restored,
     robust_location_spread,
     saved,
+    score_columns,
     scores_frame,
     spread_floor,
 )
@@ -214,21 +216,25 @@ class StaticThreshold(Detector):
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The fixed band and each reading's band score."""
         v = check_frame(frame)
+        return pd.DataFrame(self._columns(v), index=frame.index)[list(SCORE_COLUMNS)]
+
+    def score_records(self, ns: np.ndarray, values: np.ndarray, n: int) -> list[dict[str, Any]]:
+        """:meth:`score` of the last ``n`` readings without pandas (the band
+        is fixed, so no context is needed)."""
+        if n <= 0:
+            return []
+        v = np.asarray(values, dtype=float)[-n:]
+        return records(self._columns(np.where(np.isfinite(v), v, np.nan)))
+
+    def _columns(self, v: np.ndarray) -> dict[str, np.ndarray]:
         fit = self._fitted()
         n = len(v)
         lower = np.full(n, fit["lower"])
         upper = np.full(n, fit["upper"])
         position = (v - (lower + upper) / 2) / ((upper - lower) / 2)
         drivers = join_drivers(["band_position"], np.nan_to_num(position)[:, None], 1)
-        return scores_frame(
-            frame.index,
-            v,
-            np.full(n, fit["expected"]),
-            lower,
-            upper,
-            band_score(v, lower, upper),
-            drivers,
-        )
+        expected = np.full(n, fit["expected"])
+        return score_columns(v, expected, lower, upper, band_score(v, lower, upper), drivers)
 
     def state(self) -> dict[str, Any]:
         """Parameters and the band."""

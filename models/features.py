@@ -21,8 +21,9 @@ this package share.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar, cast
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -73,29 +74,48 @@ def calendar_frame(
     """
     if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
         raise ModelError("calendar features need a time-zone aware DatetimeIndex")
-    local = index.tz_convert(resolve_tz(calendar, tz))
-    hour = np.asarray(local.hour, dtype=np.int64)
-    dow = np.asarray(local.day_of_week, dtype=np.int64)
-    period = np.zeros(len(index), dtype=np.int64)
-    if calendar is not None and len(index):
-        wall = np.asarray(local.tz_localize(None).as_unit("ns").asi8, dtype=np.int64)
+    ns = np.asarray(index.as_unit("ns").asi8, dtype=np.int64)
+    return pd.DataFrame(calendar_columns(ns, calendar, tz), index=index)
+
+
+SMALL = 16  # up to this many timestamps, the local clock is read row by row
+
+
+def calendar_columns(
+    ns: np.ndarray, calendar: AcademicCalendar | None = None, tz: str = "UTC"
+) -> dict[str, np.ndarray]:
+    """The columns of :func:`calendar_frame` for UTC epoch nanoseconds ``ns``.
+
+    A few timestamps (online scoring: a reading or a short run) are converted
+    one by one with :mod:`zoneinfo`, which costs microseconds where building a
+    pandas index costs a tenth of a millisecond; more go through pandas."""
+    zone = resolve_tz(calendar, tz)
+    if len(ns) <= SMALL:
+        local = [datetime.fromtimestamp(int(t) / 1e9, ZoneInfo(zone)) for t in ns]
+        hour = np.array([d.hour for d in local], dtype=np.int64)
+        dow = np.array([d.weekday() for d in local], dtype=np.int64)
+        minute = np.array([d.minute for d in local], dtype=float)
+        dates = [d.date() for d in local]
+    else:
+        index = pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True)).tz_convert(zone)
+        hour = np.asarray(index.hour, dtype=np.int64)
+        dow = np.asarray(index.day_of_week, dtype=np.int64)
+        minute = np.asarray(index.minute, dtype=float)
+        wall = np.asarray(index.tz_localize(None).as_unit("ns").asi8, dtype=np.int64)
         days, inverse = np.unique(np.floor_divide(wall, _NS_PER_DAY), return_inverse=True)
-        codes = np.array(
-            [PERIOD_CODES[calendar.day(_EPOCH + timedelta(days=int(d)))[0]] for d in days],
-            dtype=np.int64,
-        )
-        period = codes[inverse.reshape(-1)]
-    return pd.DataFrame(
-        {
-            "hour_of_week": dow * 24 + hour,
-            "hour": hour,
-            "time_of_day": hour + np.asarray(local.minute, dtype=float) / 60,
-            "day_of_week": dow,
-            "weekend": (dow >= 5).astype(np.int64),
-            "period": period,
-        },
-        index=index,
-    )
+        dates = [_EPOCH + timedelta(days=int(d)) for d in days]
+    period = np.zeros(len(ns), dtype=np.int64)
+    if calendar is not None and len(ns):
+        codes = np.array([PERIOD_CODES[calendar.day(d)[0]] for d in dates], dtype=np.int64)
+        period = codes if len(ns) <= SMALL else codes[inverse.reshape(-1)]
+    return {
+        "hour_of_week": dow * 24 + hour,
+        "hour": hour,
+        "time_of_day": hour + minute / 60,
+        "day_of_week": dow,
+        "weekend": (dow >= 5).astype(np.int64),
+        "period": period,
+    }
 
 
 def _at_or_before(
@@ -255,21 +275,38 @@ def scores_frame(
     score: np.ndarray,
     drivers: np.ndarray,
 ) -> pd.DataFrame:
-    """The :data:`~models.base.SCORE_COLUMNS` frame; rows whose value is missing
-    get score 0, NaN expected and band, and no drivers."""
+    """The :data:`~models.base.SCORE_COLUMNS` frame of :func:`score_columns`."""
+    return pd.DataFrame(score_columns(value, expected, lower, upper, score, drivers), index=index)[
+        list(SCORE_COLUMNS)
+    ]
+
+
+def score_columns(
+    value: np.ndarray,
+    expected: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    score: np.ndarray,
+    drivers: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The :data:`~models.base.SCORE_COLUMNS`; rows whose value is missing get
+    score 0, NaN expected and band, and no drivers."""
     missing = np.isnan(value)
     nan = np.float64("nan")
-    out = pd.DataFrame(
-        {
-            "expected": np.where(missing, nan, expected).astype(float),
-            "lower": np.where(missing, nan, lower).astype(float),
-            "upper": np.where(missing, nan, upper).astype(float),
-            "score": np.clip(np.where(missing, 0.0, np.nan_to_num(score)), 0.0, 1.0),
-            "drivers": pd.Series(np.where(missing, "", drivers), dtype=object).to_numpy(),
-        },
-        index=index,
-    )
-    return out[list(SCORE_COLUMNS)]
+    return {
+        "expected": np.where(missing, nan, expected).astype(float),
+        "lower": np.where(missing, nan, lower).astype(float),
+        "upper": np.where(missing, nan, upper).astype(float),
+        "score": np.clip(np.where(missing, 0.0, np.nan_to_num(score)), 0.0, 1.0),
+        "drivers": np.where(missing, "", drivers).astype(object),
+    }
+
+
+def records(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The rows of :func:`score_columns` as dicts of plain Python values."""
+    names = list(SCORE_COLUMNS)
+    lists = [columns[name].tolist() for name in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
 
 
 def calendar_state(calendar: AcademicCalendar | None) -> dict[str, Any] | None:

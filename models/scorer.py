@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -229,8 +230,11 @@ class ModelScorer:
             return []
         since = new_times[0] - int(entry.detector.lookback().total_seconds() * 1000)
         old_times, old_values = self._context(entry, since)
-        frame = _frame(old_times + new_times, old_values + new_values)
-        rows = entry.detector.score_last(frame, n=len(new_times)).to_dict("records")
+        rows = entry.detector.score_records(
+            np.asarray(old_times + new_times, dtype=np.int64) * 1_000_000,
+            np.asarray(old_values + new_values, dtype=float),
+            len(new_times),
+        )
         # remembered once scored: a model that fails leaves the readings unscored,
         # to be tried again one by one (and the failure to reach the engine)
         for ts_ms, value in zip(new_times, new_values, strict=True):
@@ -247,13 +251,20 @@ class ModelScorer:
     @staticmethod
     def _context(entry: _Device, since: int) -> tuple[list[int], list[float]]:
         """The readings kept of a device from ``since`` on: the sparse ones of
-        the days before, then the recent ones in full."""
-        times = [t for t in entry.old_times if t >= since]
-        values = list(entry.old_values)[len(entry.old_values) - len(times) :]
-        recent = [i for i, t in enumerate(entry.times) if t >= since]
-        if recent:
-            times += list(entry.times)[recent[0] :]
-            values += list(entry.values)[recent[0] :]
+        the days before, then the recent ones in full. Both are in time order,
+        so each is walked back from its newest end only as far as ``since``
+        (nothing at all for a model that looks back over nothing)."""
+        times: list[int] = []
+        values: list[float] = []
+        for kept_times, kept_values in (
+            (entry.old_times, entry.old_values),
+            (entry.times, entry.values),
+        ):
+            first = len(kept_times)
+            while first > 0 and kept_times[first - 1] >= since:
+                first -= 1
+            times += islice(kept_times, first, None)
+            values += islice(kept_values, first, None)
         return times, values
 
     def explain(self, device: str) -> str | None:

@@ -23,19 +23,21 @@ import numpy as np
 import pandas as pd
 
 from campus.calendar import AcademicCalendar
-from models.base import Detector, ModelError, band_score
+from models.base import SCORE_COLUMNS, Detector, ModelError, band_score
 from models.features import (
     HOURS_PER_WEEK,
     HOW_LABELS,
     N_PERIODS,
     PERIOD_NAMES,
+    calendar_columns,
     calendar_frame,
     check_frame,
+    records,
     require_history,
     restored,
     robust_location_spread,
     saved,
-    scores_frame,
+    score_columns,
     signed,
     spread_floor,
 )
@@ -193,19 +195,35 @@ class SeasonalBaseline(Detector):
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Band ``expected +/- k * spread`` of each row's cell and its band score."""
         v = check_frame(frame)
-        expected, spread, cal = self.profile(frame.index)
+        ns = np.asarray(frame.index.as_unit("ns").asi8, dtype=np.int64)
+        return pd.DataFrame(self._columns(ns, v), index=frame.index)[list(SCORE_COLUMNS)]
+
+    def score_records(self, ns: np.ndarray, values: np.ndarray, n: int) -> list[dict[str, Any]]:
+        """:meth:`score` of the last ``n`` readings without pandas (each row is
+        judged by its own time alone, so no context is needed)."""
+        if n <= 0:
+            return []
+        v = np.asarray(values, dtype=float)[-n:]
+        return records(
+            self._columns(np.asarray(ns, dtype=np.int64)[-n:], np.where(np.isfinite(v), v, np.nan))
+        )
+
+    def _columns(self, ns: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
+        fit = self._fitted()
+        cal = calendar_columns(ns, self.calendar, self.tz)
+        p, h = cal["period"], cal["hour_of_week"]
+        expected, spread = fit["expected"][p, h], fit["spread"][p, h]
         lower = expected - self.k * spread
         upper = expected + self.k * spread
         score = band_score(v, lower, upper)
         residual = np.nan_to_num((v - expected) / spread)
-        how_label = np.asarray(HOW_LABELS)[cal["hour_of_week"].to_numpy()]
-        drivers = np.strings.add("hour_of_week=", how_label)
+        drivers = np.strings.add("hour_of_week=", np.asarray(HOW_LABELS)[h])
         if self.calendar is not None:
-            period = np.asarray(PERIOD_NAMES)[cal["period"].to_numpy()]
+            period = np.asarray(PERIOD_NAMES)[p]
             drivers = np.strings.add(np.strings.add(drivers, "; period="), period)
         drivers = np.strings.add(np.strings.add(drivers, "; residual="), signed(residual, 1))
         drivers = np.strings.add(drivers, " sd")
-        return scores_frame(frame.index, v, expected, lower, upper, score, drivers)
+        return score_columns(v, expected, lower, upper, score, drivers)
 
     def state(self) -> dict[str, Any]:
         """Parameters, calendar and the per-cell tables."""

@@ -401,3 +401,43 @@ def test_scoring_the_last_rows_equals_scoring_all(name: str) -> None:
     model = make(name).fit(history.iloc[: len(history) * 2 // 3])
     tail = history.iloc[len(history) * 2 // 3 :]
     pd.testing.assert_frame_equal(model.score_last(tail, 5), model.score(tail).iloc[-5:])
+
+
+@pytest.mark.parametrize("with_calendar", [False, True], ids=["plain", "calendar"])
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_online_records_equal_the_scored_frame(name: str, with_calendar: bool) -> None:
+    """score_records (what online scoring calls, without pandas for the
+    detectors that can) gives each of the last rows exactly its scored row."""
+    calendar = load_calendar(CALENDAR) if with_calendar else None
+    history = meter("2026-09-28", 3 * 7 * 96, seed=5)
+    history.loc[history.index[-3], "value"] = np.nan  # a missing reading among the last
+    model = make(name, calendar=calendar, tz=TZ).fit(history.iloc[: len(history) * 2 // 3])
+    tail = history.iloc[len(history) * 2 // 3 :][["value"]]  # online readings carry no weather
+    ns = tail.index.as_unit("ns").asi8
+    for n in (1, 5, 40):  # a reading alone, a short run (row by row), a long one (pandas)
+        got = model.score_records(ns, tail["value"].to_numpy(), n)
+        want = model.score(tail).iloc[-n:]
+        assert [r["drivers"] for r in got] == want["drivers"].tolist()
+        for column in ("expected", "lower", "upper", "score"):
+            np.testing.assert_allclose(
+                [r[column] for r in got], want[column].to_numpy(), rtol=0, atol=1e-12
+            )
+
+
+def test_the_local_clock_read_row_by_row_equals_pandas_across_dst() -> None:
+    from models.features import SMALL, calendar_columns
+
+    calendar = load_calendar(CALENDAR)
+    # every 37 minutes through 2026 in a zone with daylight saving
+    ns = pd.date_range("2026-01-01", "2027-01-01", freq="37min", tz="UTC").as_unit("ns").asi8
+    for zone in ("America/New_York", TZ):
+        whole = calendar_columns(ns, None, zone)
+        for start in range(0, len(ns), 997):
+            part = calendar_columns(ns[start : start + SMALL], None, zone)
+            for column, values in part.items():
+                np.testing.assert_array_equal(values, whole[column][start : start + SMALL])
+    # and the academic period, looked up per local date
+    whole = calendar_columns(ns, calendar)
+    for start in range(0, len(ns), 997):
+        part = calendar_columns(ns[start : start + SMALL], calendar)
+        np.testing.assert_array_equal(part["period"], whole["period"][start : start + SMALL])

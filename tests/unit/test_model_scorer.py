@@ -134,7 +134,7 @@ def test_a_run_the_model_fails_on_is_left_to_be_scored_again(
     detector = scorer._devices[DEVICE].detector
     assert detector is not None
     with monkeypatch.context() as m:
-        m.setattr(detector, "score_last", lambda frame, n=1: 1 / 0)
+        m.setattr(detector, "score_records", lambda ns, values, n: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             scorer.prepare(device, run)
     # not taken for repeats: each reading is still scored in its turn
