@@ -35,7 +35,7 @@ from models.simeval import CASES, START, TRAIN, simulate  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--readings", type=int, default=2000, help="Readings scored online.")
-    ap.add_argument("--detectors", default="seasonal,regressor,forest,zscore,static")
+    ap.add_argument("--detectors", default="seasonal,regressor,forest,drift,zscore,static")
     args = ap.parse_args()
     print(f"command: python bench/anomaly.py {' '.join(sys.argv[1:])}".rstrip())
     print(

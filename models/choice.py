@@ -9,7 +9,7 @@ from __future__ import annotations
 # seasonal baseline, the cheapest to run.
 MODELLED: dict[str, tuple[str, str]] = {
     "power": ("power_kw", "static"),
-    "water": ("flow_lpm", "seasonal"),
-    "hvac": ("power_kw", "seasonal"),
+    "water": ("flow_lpm", "drift"),
+    "hvac": ("power_kw", "drift"),
     "dorm": ("temp_c", "seasonal"),
 }

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-DETECTOR_NAMES = ["seasonal", "regressor", "forest", "zscore", "static"]
+DETECTOR_NAMES = ["seasonal", "regressor", "forest", "drift", "zscore", "static"]
 
 
 class _ModelGroup(click.Group):
@@ -211,7 +211,7 @@ def _metric(kind: str) -> str:
 )
 @click.option(
     "--detectors",
-    default="seasonal,regressor,forest,zscore,static",
+    default=",".join(DETECTOR_NAMES),
     show_default=True,
     help="Comma-separated detector names.",
 )

@@ -7,13 +7,21 @@ from typing import Any
 
 from models.base import Detector, ModelError
 from models.baselines import RollingZScore, StaticThreshold
+from models.drift import ResidualDrift
 from models.forest import ResidualForest
 from models.regressor import QuantileRegressor
 from models.seasonal import SeasonalBaseline
 
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls
-    for cls in (SeasonalBaseline, QuantileRegressor, ResidualForest, RollingZScore, StaticThreshold)
+    for cls in (
+        SeasonalBaseline,
+        QuantileRegressor,
+        ResidualForest,
+        ResidualDrift,
+        RollingZScore,
+        StaticThreshold,
+    )
 }
 
 

@@ -47,7 +47,7 @@ from models.features import (
     require_history,
     scores_frame,
 )
-from models.seasonal import SeasonalBaseline
+from models.seasonal import SeasonalBaseline, cross_fitted
 
 RESIDUAL_FEATURES: tuple[str, ...] = ("residual", "residual_change", "residual_std", "level")
 _MEDIAN_SCORE = 0.05
@@ -168,17 +168,11 @@ class ResidualForest(Detector):
     def _cross_fitted(self, history: pd.DataFrame, v: np.ndarray) -> np.ndarray:
         """Residual features of the history, each day's from a baseline fitted
         without it (so they spread as much as residuals of unseen data do)."""
-        days = np.asarray(history.index.as_unit("ns").asi8 // (86_400 * 10**9))
-        fold = (days - days[0]) % self.folds
-        feats = np.full((len(v), len(RESIDUAL_FEATURES)), np.nan)
-        for f in range(self.folds):
-            held = fold == f
-            rest = ~held & ~np.isnan(v)
-            if not held.any() or rest.sum() < 2:
-                continue
-            baseline = self._baseline().fit(history[rest])
-            part, _, _ = self._residuals(history, v, baseline)
-            feats[held] = part[held]
+        feats = cross_fitted(
+            history, v, self.folds, self._baseline, lambda b: self._residuals(history, v, b)[0]
+        )
+        if feats.ndim == 1:  # no fold could be fitted
+            feats = np.full((len(v), len(RESIDUAL_FEATURES)), np.nan)
         return feats
 
     def fit(self, history: pd.DataFrame) -> ResidualForest:

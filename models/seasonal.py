@@ -17,6 +17,7 @@ reference the residual forest (:mod:`models.forest`) works from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -253,3 +254,30 @@ class SeasonalBaseline(Detector):
         if fit["expected"].shape != shape or fit["spread"].shape != shape:
             raise ModelError(f"{cls.name} state tables are not {shape}")
         return det
+
+
+def cross_fitted(
+    history: pd.DataFrame,
+    v: np.ndarray,
+    folds: int,
+    baseline: Callable[[], SeasonalBaseline],
+    describe: Callable[[SeasonalBaseline], np.ndarray],
+) -> np.ndarray:
+    """``describe(fitted baseline)`` (rows of the history first) for every row,
+    each day's rows from a baseline fitted without that day (days dealt into
+    ``folds`` folds), so that what is described of the history spreads as
+    much as it will for unseen data. Rows of a fold that cannot be fitted
+    stay NaN."""
+    days = np.asarray(history.index.as_unit("ns").asi8 // (86_400 * 10**9))
+    fold = (days - days[0]) % folds
+    out: np.ndarray | None = None
+    for f in range(folds):
+        held = fold == f
+        rest = ~held & ~np.isnan(v)
+        if not held.any() or rest.sum() < 2:
+            continue
+        part = describe(baseline().fit(history[rest]))
+        if out is None:
+            out = np.full(part.shape, np.nan)
+        out[held] = part[held]
+    return np.full(len(v), np.nan) if out is None else out

@@ -84,7 +84,7 @@ def test_a_model_that_cannot_be_read_is_said_once_and_stays_silent(
     assert len(said) == 1 and "is corrupt" in said[0]
 
 
-@pytest.mark.parametrize("name", ["seasonal", "forest", "regressor"])
+@pytest.mark.parametrize("name", ["seasonal", "forest", "regressor", "drift"])
 def test_a_run_scored_at_once_scores_as_one_by_one(
     campus: Campus, tmp_path: Path, name: str
 ) -> None:
