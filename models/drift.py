@@ -34,13 +34,17 @@ from campus.calendar import AcademicCalendar
 from models.base import Detector, ModelError, band_score
 from models.features import (
     check_frame,
-    check_state,
     require_history,
     robust_location_spread,
     scores_frame,
     signed,
 )
-from models.seasonal import SeasonalBaseline, cross_fitted
+from models.seasonal import (
+    SeasonalBaseline,
+    cross_fitted,
+    restored_with_baseline,
+    saved_with_baseline,
+)
 
 
 class ResidualDrift(Detector):
@@ -164,29 +168,23 @@ class ResidualDrift(Detector):
     def state(self) -> dict[str, Any]:
         """Parameters, the baseline's state and the learned drift."""
         fit = self._fitted()
-        return {
-            "detector": self.name,
-            "version": self.version,
-            "params": self._params(),
-            "baseline": fit["baseline"].state(),
-            "centre": fit["centre"],
-            "spread": fit["spread"],
-            "min_periods": fit["min_periods"],
-        }
+        return saved_with_baseline(
+            self,
+            fit["baseline"],
+            centre=fit["centre"],
+            spread=fit["spread"],
+            min_periods=fit["min_periods"],
+        )
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ResidualDrift:
         """The fitted detector saved by :meth:`state`."""
-        check_state(state, cls.name, cls.version)
-        try:
-            baseline = SeasonalBaseline.from_state(state["baseline"])
-            det = cls(calendar=baseline.calendar, **state["params"])
-            det._fit = {
-                "baseline": baseline,
-                "centre": float(state["centre"]),
-                "spread": float(state["spread"]),
-                "min_periods": int(state["min_periods"]),
-            }
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{cls.name} state is incomplete or malformed: {exc}") from exc
-        return det
+        return restored_with_baseline(
+            cls,
+            state,
+            lambda s: {
+                "centre": float(s["centre"]),
+                "spread": float(s["spread"]),
+                "min_periods": int(s["min_periods"]),
+            },
+        )

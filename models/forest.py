@@ -42,12 +42,16 @@ from campus.calendar import AcademicCalendar
 from models.base import Detector, ModelError, band_score
 from models.features import (
     check_frame,
-    check_state,
     join_drivers,
     require_history,
     scores_frame,
 )
-from models.seasonal import SeasonalBaseline, cross_fitted
+from models.seasonal import (
+    SeasonalBaseline,
+    cross_fitted,
+    restored_with_baseline,
+    saved_with_baseline,
+)
 
 RESIDUAL_FEATURES: tuple[str, ...] = ("residual", "residual_change", "residual_std", "level")
 _MEDIAN_SCORE = 0.05
@@ -235,38 +239,32 @@ class ResidualForest(Detector):
     def state(self) -> dict[str, Any]:
         """Parameters, the baseline's state, the fitted forest and its calibration."""
         fit = self._fitted()
-        return {
-            "detector": self.name,
-            "version": self.version,
-            "params": self._params(),
-            "baseline": fit["baseline"].state(),
-            "forest": fit["forest"],
-            "threshold": fit["threshold"],
-            "scale": fit["scale"],
-            "degenerate": fit["degenerate"],
-            "centre": fit["centre"].copy(),
-            "spread": fit["spread"].copy(),
-        }
+        return saved_with_baseline(
+            self,
+            fit["baseline"],
+            forest=fit["forest"],
+            threshold=fit["threshold"],
+            scale=fit["scale"],
+            degenerate=fit["degenerate"],
+            centre=fit["centre"].copy(),
+            spread=fit["spread"].copy(),
+        )
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ResidualForest:
         """The fitted forest saved by :meth:`state`."""
-        check_state(state, cls.name, cls.version)
-        try:
-            baseline = SeasonalBaseline.from_state(state["baseline"])
-            det = cls(calendar=baseline.calendar, **state["params"])
-            forest = state["forest"]
-            det._fit = {
-                "baseline": baseline,
-                "forest": forest,
-                "threshold": float(state["threshold"]),
-                "scale": float(state["scale"]),
-                "degenerate": bool(state["degenerate"]),
-                "centre": np.asarray(state["centre"], dtype=float),
-                "spread": np.asarray(state["spread"], dtype=float),
-            }
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{cls.name} state is incomplete or malformed: {exc}") from exc
-        if not isinstance(forest, IsolationForest):
+        det = restored_with_baseline(
+            cls,
+            state,
+            lambda s: {
+                "forest": s["forest"],
+                "threshold": float(s["threshold"]),
+                "scale": float(s["scale"]),
+                "degenerate": bool(s["degenerate"]),
+                "centre": np.asarray(s["centre"], dtype=float),
+                "spread": np.asarray(s["spread"], dtype=float),
+            },
+        )
+        if not isinstance(det._fitted()["forest"], IsolationForest):
             raise ModelError(f"{cls.name} state has no fitted IsolationForest")
         return det

@@ -18,7 +18,7 @@ reference the residual forest (:mod:`models.forest`) works from.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from models.features import (
     calendar_columns,
     calendar_frame,
     check_frame,
+    check_state,
     records,
     require_history,
     restored,
@@ -42,6 +43,8 @@ from models.features import (
     signed,
     spread_floor,
 )
+
+D = TypeVar("D", bound=Detector)
 
 LEVELS: tuple[str, ...] = ("period+hour_of_week", "hour_of_week", "hour", "global")
 
@@ -281,3 +284,34 @@ def cross_fitted(
             out = np.full(part.shape, np.nan)
         out[held] = part[held]
     return np.full(len(v), np.nan) if out is None else out
+
+
+def saved_with_baseline(
+    detector: Detector, baseline: SeasonalBaseline, **fitted: Any
+) -> dict[str, Any]:
+    """The ``state()`` of a detector built on a seasonal baseline: its name,
+    version and parameters, the baseline's own state (with the calendar) and
+    what it learned on top (``fitted``)."""
+    return {
+        "detector": detector.name,
+        "version": detector.version,
+        "params": detector._params(),
+        "baseline": baseline.state(),
+        **fitted,
+    }
+
+
+def restored_with_baseline(
+    cls: type[D], state: dict[str, Any], fitted: Callable[[dict[str, Any]], dict[str, Any]]
+) -> D:
+    """The detector :func:`saved_with_baseline` made ``state`` of, its baseline
+    under ``"baseline"`` and ``fitted(state)`` beside it; :class:`ModelError`
+    for another detector, another version or a state that is incomplete."""
+    check_state(state, cls.name, cls.version)
+    try:
+        baseline = SeasonalBaseline.from_state(state["baseline"])
+        detector: D = cast(Any, cls)(calendar=baseline.calendar, **state["params"])
+        detector._fit = {"baseline": baseline, **fitted(state)}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{cls.name} state is incomplete or malformed: {exc}") from exc
+    return detector
