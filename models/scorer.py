@@ -4,10 +4,12 @@
 each reading of a device with a trained model it returns the model's score
 in [0, 1], computed in one vectorised call over the reading and as much of
 the device's recent past as the detector looks back (``Detector.lookback``:
-nothing for the seasonal and static detectors, an hour for the forest, a
-day for the regressor): its last ``context`` readings in full and, before
-them, one reading every ``sparse_step_s`` over the eight days before. The
-score of a reading never depends on later readings.
+nothing for the seasonal and static detectors, an hour for the forest, 12
+hours for the drift, a day and an hour for the regressor): its last
+``context`` readings and every reading of its lookback (up to a day and an
+hour) in full and, before them, one reading every ``sparse_step_s`` over
+the eight days before. The score of a reading never depends on later
+readings.
 
 A run of readings of one device (a batch payload of 60 readings, or the
 history a restarted engine primes with) is scored in one vectorised detector
@@ -47,6 +49,7 @@ from models.registry import Registry
 log = logging.getLogger("campus.models")
 
 EIGHT_DAYS_MS = 8 * 86_400_000
+FULL_AT_MOST = pd.Timedelta(days=1, hours=1)  # the longest past kept reading by reading
 
 
 @dataclass
@@ -55,7 +58,8 @@ class _Device:
     detector: Detector | None
     version: int | None
     loaded_at: float
-    times: deque[int] = field(default_factory=deque)  # the last `context` readings
+    full_ms: int = 0  # how far back every reading is kept (the model's lookback, capped)
+    times: deque[int] = field(default_factory=deque)  # the readings kept in full
     values: deque[float] = field(default_factory=deque)
     old_times: deque[int] = field(default_factory=deque)  # one per sparse step, 8 days back
     old_values: deque[float] = field(default_factory=deque)
@@ -111,6 +115,9 @@ class ModelScorer:
             self._devices[device.id] = entry
         else:
             entry.detector, entry.version, entry.loaded_at = detector, version, now
+        if detector is not None:
+            reach = min(detector.lookback(), FULL_AT_MOST)
+            entry.full_ms = int(reach.total_seconds() * 1000)
         return entry
 
     def _missing(self, device: str) -> None:
@@ -177,7 +184,11 @@ class ModelScorer:
         times, values = entry.times, entry.values
         times.append(ts_ms)
         values.append(value)
-        while len(times) > self.context:
+        # in full: the last `context` readings, and every reading the model looks
+        # back over (up to a day and an hour), so that a window statistic (the
+        # drift's 12-hour median, the forest's hour) sees what it saw in training
+        full_ms = entry.full_ms
+        while len(times) > self.context and times[0] < ts_ms - full_ms:
             t, v = times.popleft(), values.popleft()
             old = entry.old_times
             if not old or t - old[-1] >= self.sparse_step_ms:

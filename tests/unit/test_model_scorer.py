@@ -139,3 +139,33 @@ def test_a_run_the_model_fails_on_is_left_to_be_scored_again(
             scorer.prepare(device, run)
     # not taken for repeats: each reading is still scored in its turn
     assert all(scorer.score(device, t, metrics) is not None for t, metrics in run)
+
+
+@pytest.mark.parametrize("name", ["drift", "forest"])
+def test_online_scores_equal_the_model_scoring_the_whole_stream(
+    campus: Campus, tmp_path: Path, name: str
+) -> None:
+    """With readings every minute, the scorer keeps the model's whole lookback
+    reading by reading (the drift's 12 hours are 720 readings, more than the
+    last 180), so online scores are those of the model on the whole stream."""
+    device = campus.get(DEVICE)
+    assert device is not None
+    index = pd.date_range("2026-10-12", periods=10 * 1440, freq="1min", tz="UTC")
+    hours = index.hour.to_numpy() + index.minute.to_numpy() / 60
+    rng = np.random.default_rng(11)
+    values = 40 + 20 * np.sin(hours / 24 * 2 * np.pi) + rng.normal(0, 1, len(index))
+    values[-300:] += np.linspace(0, 15, 300)  # a creep in the last five hours
+    stream = pd.DataFrame({"value": values}, index=index)
+    train, past, live = stream.iloc[: 8 * 1440], stream.iloc[:-400], stream.iloc[-400:]
+    registry = Registry(tmp_path)
+    model = make(name).fit(train)
+    registry.save(DEVICE, "power_kw", model, {"rows": len(train)})
+    scorer = ModelScorer(registry)
+    scorer.prime(device, [(int(t.value // 1_000_000), float(v)) for t, v in past["value"].items()])
+    online = [
+        scorer.score(device, int(t.value // 1_000_000), {"power_kw": float(v)})
+        for t, v in live["value"].items()
+    ]
+    whole = model.score(stream)["score"].to_numpy()[-400:]
+    np.testing.assert_allclose(np.asarray(online, dtype=float), whole, rtol=0, atol=1e-9)
+    assert max(online[-60:]) > 0.8  # and the creep is seen
