@@ -118,7 +118,7 @@ class ResidualDrift(Detector):
 
     def fit(self, history: pd.DataFrame) -> ResidualDrift:
         """Fit the baseline on the whole history and learn how far the window
-        means of its cross-fitted residuals wander."""
+        medians of its cross-fitted residuals wander."""
         v = check_frame(history)
         ok = ~np.isnan(v)
         require_history(int(ok.sum()), self.min_history, self.name)
