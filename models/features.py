@@ -91,7 +91,8 @@ def calendar_columns(
     pandas index costs a tenth of a millisecond; more go through pandas."""
     zone = resolve_tz(calendar, tz)
     if len(ns) <= SMALL:
-        local = [datetime.fromtimestamp(int(t) / 1e9, ZoneInfo(zone)) for t in ns]
+        # whole seconds, floored: the clock fields of a time never round up
+        local = [datetime.fromtimestamp(int(t) // 10**9, ZoneInfo(zone)) for t in ns]
         hour = np.array([d.hour for d in local], dtype=np.int64)
         dow = np.array([d.weekday() for d in local], dtype=np.int64)
         minute = np.array([d.minute for d in local], dtype=float)

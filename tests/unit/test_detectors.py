@@ -443,6 +443,14 @@ def test_the_local_clock_read_row_by_row_equals_pandas_across_dst() -> None:
             part = calendar_columns(ns[start : start + SMALL], None, zone)
             for column, values in part.items():
                 np.testing.assert_array_equal(values, whole[column][start : start + SMALL])
+    # a nanosecond before an hour is still the hour before, as pandas says
+    hour = pd.Timestamp("2026-03-08 07:00", tz="UTC").value  # 02:00 EST, the DST jump
+    edge = np.array([hour - 1, hour, hour + 1], dtype=np.int64)
+    both = calendar_columns(np.tile(edge, SMALL), None, "America/New_York")  # via pandas
+    alone = calendar_columns(edge, None, "America/New_York")  # row by row
+    for column, values in alone.items():
+        np.testing.assert_array_equal(values, both[column][:3])
+    assert list(alone["hour"]) == [1, 3, 3]
     # and the academic period, looked up per local date
     whole = calendar_columns(ns, calendar)
     for start in range(0, len(ns), 997):
