@@ -295,6 +295,22 @@ def thresholds(base: str, *steps: tuple[float, str]) -> db.ThresholdsConfig:
     )
 
 
+def no_legend() -> cb.VizLegendOptions:
+    """No legend (rows named on the axis say what each is)."""
+    return (
+        cb.VizLegendOptions()
+        .show_legend(False)
+        .display_mode(cm.LegendDisplayMode.LIST)
+        .placement(cm.LegendPlacement.BOTTOM)
+        .calcs([])
+    )
+
+
+def single_tooltip() -> cb.VizTooltipOptions:
+    """A tooltip for the one series under the pointer."""
+    return cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.SINGLE).sort(cm.SortOrder.NONE)
+
+
 def legend_table(*calcs: str) -> cb.VizLegendOptions:
     """A legend as a table to the right, with the given calculations (mean, max, ...)."""
     return (

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import typing
 
-from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import heatmap, statushistory
 from grafana_foundation_sdk.models import common as cm
@@ -28,7 +27,9 @@ from dashboards.boards.common import (
     above,
     building_variable,
     by_interval,
+    no_legend,
     rp_variable,
+    single_tooltip,
     stat_panel,
     tag_matches_var,
     target,
@@ -94,14 +95,8 @@ def by_room(metric: str, title: str, unit: str, steps: db.ThresholdsConfig) -> s
         .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
         .show_value(cm.VisibilityMode.NEVER)
         .row_height(0.9)
-        .legend(
-            cb.VizLegendOptions()
-            .show_legend(False)
-            .display_mode(cm.LegendDisplayMode.LIST)
-            .placement(cm.LegendPlacement.BOTTOM)
-            .calcs([])
-        )
-        .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.SINGLE).sort(cm.SortOrder.NONE))
+        .legend(no_legend())
+        .tooltip(single_tooltip())
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import typing
 
-from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import statetimeline
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
@@ -21,7 +20,9 @@ from dashboards.boards.common import (
     by_interval,
     by_name,
     device_variable,
+    no_legend,
     rp_variable,
+    single_tooltip,
     stat_panel,
     tag_matches_var,
     target,
@@ -112,14 +113,8 @@ def fans() -> list[typing.Any]:
         .show_value(cm.VisibilityMode.NEVER)
         .merge_values(True)
         .row_height(0.9)
-        .legend(
-            cb.VizLegendOptions()
-            .show_legend(False)
-            .display_mode(cm.LegendDisplayMode.LIST)
-            .placement(cm.LegendPlacement.BOTTOM)
-            .calcs([])
-        )
-        .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.SINGLE).sort(cm.SortOrder.NONE))
+        .legend(no_legend())
+        .tooltip(single_tooltip())
     )
     speed = timeseries_panel(
         "Fan speed",
