@@ -6,7 +6,7 @@ yet) the rule gives no verdicts, and the engine says so once in its log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Protocol
 
 from pydantic import Field
@@ -16,7 +16,12 @@ from rules.kinds.base import Condition, Kind, Params, Verdict
 
 
 class Scorer(Protocol):
-    """What the anomaly model offers the rules engine."""
+    """What the anomaly model offers the rules engine.
+
+    A scorer may also offer ``prepare(device, readings)``, scoring a run of
+    one device's readings (epoch ms, metrics; oldest first) in one call;
+    :meth:`rules.engine.Engine.feed_many` then calls it before feeding the
+    run, and each reading's :meth:`score` returns its result."""
 
     def score(self, device: Device, ts_ms: int, metrics: Mapping[str, float]) -> float | None:
         """An anomaly score for one reading (higher is stranger), or None."""
@@ -24,17 +29,6 @@ class Scorer(Protocol):
     def explain(self, device: str) -> str | None:
         """What the latest score of ``device`` rests on (expected value, band,
         drivers), or None."""
-
-
-class BatchScorer(Scorer, Protocol):
-    """A scorer that can also score a run of one device's readings in one call
-    (:meth:`rules.engine.Engine.feed_many` uses it when offered)."""
-
-    def prepare(
-        self, device: Device, readings: Sequence[tuple[int, Mapping[str, float]]]
-    ) -> list[float]:
-        """Score ``readings`` (epoch ms, metrics; oldest first) at once; each
-        one's :meth:`score` then returns its result."""
 
 
 class AnomalyParams(Params):
