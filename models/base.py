@@ -83,10 +83,7 @@ class Detector(ABC):
         nanoseconds, values; the ones before are context), one dict of
         :data:`SCORE_COLUMNS` each: what online scoring asks for. Equal to
         :meth:`score_last`; a detector may compute it without pandas."""
-        frame = pd.DataFrame(
-            {"value": np.asarray(values, dtype=float)},
-            index=pd.to_datetime(np.asarray(ns, dtype=np.int64), unit="ns", utc=True),
-        )
+        frame = readings_frame(ns, values)
         records: list[dict[str, Any]] = self.score_last(frame, n).to_dict("records")
         return records
 
@@ -98,6 +95,14 @@ class Detector(ABC):
     @abstractmethod
     def from_state(cls, state: dict[str, Any]) -> Detector:
         """The fitted detector saved by :meth:`state`."""
+
+
+def readings_frame(ns: Any, values: Any) -> pd.DataFrame:
+    """Readings (UTC epoch nanoseconds, values) as a detector's frame."""
+    return pd.DataFrame(
+        {"value": np.asarray(values, dtype=float)},
+        index=pd.to_datetime(np.asarray(ns, dtype=np.int64), unit="ns", utc=True),
+    )
 
 
 def band_score(value: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ from campus.errors import SinkError
 from campus.influx import InfluxClient, rows
 from campus.influxql import quote_ident, quote_literal
 from campus.registry import Device
-from models.base import Detector, ModelError
+from models.base import Detector, ModelError, readings_frame
 from models.choice import MODELLED
 from models.explain import explanation, plot_day
 from models.registry import Registry
@@ -287,16 +287,9 @@ class ModelScorer:
         entry = self._devices.get(device)
         if entry is None or entry.detector is None or not entry.times:
             return None
-        frame = _frame([*entry.old_times, *entry.times], [*entry.old_values, *entry.values])
+        times = np.asarray([*entry.old_times, *entry.times], dtype=np.int64) * 1_000_000
+        frame = readings_frame(times, [*entry.old_values, *entry.values])
         day = frame[frame.index >= frame.index[-1] - pd.Timedelta(days=1)]
         scored = entry.detector.score(frame).loc[day.index]
         title = f"{device} {entry.metric}: the last day, model v{entry.version}"
         return plot_day(day, scored, path, title, threshold)
-
-
-def _frame(times: Sequence[int], values: Sequence[float]) -> pd.DataFrame:
-    """Readings (epoch ms, value) as a detector's frame."""
-    return pd.DataFrame(
-        {"value": np.asarray(values, dtype=float)},
-        index=pd.to_datetime(np.asarray(times, dtype=np.int64), unit="ms", utc=True),
-    )
