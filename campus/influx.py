@@ -104,10 +104,16 @@ class InfluxClient:
 
     def ping(self) -> bool:
         """True when the server answers ``/ping``."""
+        return self.health() == "ok"
+
+    def health(self) -> str:
+        """``"ok"`` when the server answers ``/ping``, else ``"down: <why>"``
+        (``HTTP 503``, ``ConnectError``, ...)."""
         try:
-            return self._http.get("/ping", timeout=2.0).status_code == 204
-        except httpx.HTTPError:
-            return False
+            r = self._http.get("/ping", timeout=2.0)
+        except httpx.HTTPError as exc:
+            return f"down: {type(exc).__name__}"
+        return "ok" if r.status_code == 204 else f"down: HTTP {r.status_code}"
 
     # ----------------------------------------------------------------- write
 

@@ -1,6 +1,6 @@
 """The InfluxDB client against a real influxd: compressed and plain writes
 store the same points, and a batch with one unparsable line keeps the others
-either way."""
+either way; and `health` says why a server is down."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from campus.errors import PartialWriteError
 from campus.influx import InfluxClient, rows
 from campus.settings import Settings
-from campus.stack import Influxd
+from campus.stack import Influxd, free_port
 
 GOOD = [
     f"power,building=b1,device=pm-1 power_kw={10 + i}.5,energy_kwh={i} {1_000 + i}"
@@ -46,3 +46,10 @@ def test_compression_follows_the_server_unless_set() -> None:
     assert gz("https://influx.campus.example")
     assert gz("http://127.0.0.1:8086", True)
     assert not gz("https://influx.campus.example", False)
+
+
+def test_health_says_why_the_server_is_down(influxd: Influxd) -> None:
+    with InfluxClient(influxd.url, "health") as client:
+        assert client.health() == "ok" and client.ping()
+    with InfluxClient(f"http://127.0.0.1:{free_port()}", "health") as client:
+        assert client.health() == "down: ConnectError" and not client.ping()
