@@ -465,7 +465,9 @@ def run_online(
     which lets each row use only itself and the rows before it, so no row is
     scored with knowledge of later rows. The block is scored together with up
     to ``context`` rows before it (a week of 5-minute rows), so that its first
-    rows have their lag features too; only the block's own rows are kept.
+    rows have their lag features too (none for a detector whose
+    :meth:`~models.base.Detector.lookback` is zero); only the block's own rows
+    are kept.
     A series too short to have a probationary period learns from its first
     row. ``progress(done, n)`` is called after each block.
 
@@ -484,7 +486,8 @@ def run_online(
     while start < n:
         end = min(start + step, n)
         detector = make_detector().fit(frame.iloc[:start])
-        first = max(0, start - context)
+        # a detector that judges each row alone needs no rows before the block
+        first = max(0, start - context) if detector.lookback() > pd.Timedelta(0) else start
         scored = detector.score(frame.iloc[first:end])
         block = scored.iloc[start - first :]
         if len(block) != end - start or "score" not in block.columns:

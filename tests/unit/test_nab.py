@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from models.base import Detector, ModelError, band_score
+from models.baselines import StaticThreshold
 from models.nab import (
     COSTS,
     PROFILES,
@@ -318,6 +319,27 @@ def test_run_online_refit_every(known_cause: list[NabSeries]) -> None:
     ]
     with pytest.raises(ModelError, match="refit_every"):
         run_online(_ZScore, series, refit_every=0)
+
+
+def test_run_online_static_learns_from_every_row_before(known_cause: list[NabSeries]) -> None:
+    """Refitted every row, ``static`` scores each row against the band of all
+    the rows before it, and is shown no row before its block (it needs none)."""
+    series = known_cause[0]
+    frame = series.frame.iloc[:1200]
+    short = NabSeries(series.name, frame, [])
+    shown: list[int] = []
+
+    class Shown(StaticThreshold):
+        def score(self, rows: pd.DataFrame) -> pd.DataFrame:
+            shown.append(len(rows))
+            return super().score(rows)
+
+    scores = run_online(Shown, short, refit_every=1)
+    p = probation_rows(len(frame))
+    assert shown == [1] * (len(frame) - p)
+    for row in (p, p + 1, 1000, 1199):
+        alone = StaticThreshold().fit(frame.iloc[:row]).score(frame.iloc[row : row + 1])
+        assert scores[row] == pytest.approx(alone["score"].iloc[0], abs=1e-12)
 
 
 def test_folder_without_labels(tmp_path: Path) -> None:
