@@ -642,18 +642,6 @@ def main() -> None:
         if each:
             spread = f" (rounds: {', '.join(f'{v:.2f}' for v in each)})" if len(each) > 1 else ""
             print(f"{label}: {statistics.median(each):.2f}{spread}")
-    # With one ingester the machine is already this busy; a second process can
-    # add at most the cores left, at the same cost per reading.
-    bound = [
-        (os.cpu_count() or 1) / r["single"]["machine_cores"]
-        for r in rounds
-        if "single" in r and "two" in r and r["single"]["machine_cores"] > 0
-    ]
-    if bound:
-        print(
-            f"two / single at most (cores / cores busy with one ingester): "
-            f"{statistics.median(bound):.2f}"
-        )
 
 
 ONCE = ("bare", "spool", "latency")
