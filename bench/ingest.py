@@ -17,7 +17,7 @@ until InfluxDB holds every reading. Phases:
   spool     a 1,000,000-reading backlog spooled while influxd is down, then replayed
   latency   publish-to-stored latency at a steady publish rate (probes)
 
-    .venv/bin/python bench/ingest.py [--readings 200000] [--phases ...]
+    .venv/bin/python bench/ingest.py [--readings 200000] [--phases ...] [--rounds 3]
 """
 
 from __future__ import annotations
