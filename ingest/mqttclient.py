@@ -36,6 +36,7 @@ What goes over the wire is unchanged: the same packets, in the same order.
 
 from __future__ import annotations
 
+import ssl
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -61,6 +62,7 @@ class BufferedSocket:
         self._read_size = read_size
         self._buf = b""
         self._pos = 0
+        self._scratch: bytearray | None = None
 
     def recv(self, bufsize: int) -> bytes:
         """Up to ``bufsize`` bytes; one ``recv`` of the socket only when the buffer is empty."""
@@ -75,6 +77,19 @@ class BufferedSocket:
         end = min(pos + bufsize, len(buf))
         self._pos = end
         return buf[pos:end]
+
+    def discard(self, size: int) -> int:
+        """Consume up to ``size`` bytes without handing them out (the rest of a
+        payload too large to keep): buffered bytes first, else one read into a
+        scratch buffer kept for this. How many were consumed; 0 at end of stream."""
+        left = len(self._buf) - self._pos
+        if left > 0:
+            n = min(size, left)
+            self._pos += n
+            return n
+        if self._scratch is None:
+            self._scratch = bytearray(self._read_size)
+        return int(self._sock.recv_into(self._scratch, min(size, self._read_size)))
 
     def buffered(self) -> int:
         """Bytes read from the socket and not yet handed out."""
@@ -97,7 +112,7 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
-HEAD_KEEP = 2 + 65_535 + 2  # the longest topic and the packet id: all an oversized PUBLISH keeps
+HEAD_KEEP = 2 + 65_535 + 2  # the longest head a PUBLISH can have: the least max_publish_bytes is
 
 Receiver = Callable[[str, bytes, int, int, int], None]
 """Called with (topic, payload, mid, qos, dropped) for each PUBLISH received;
@@ -114,6 +129,15 @@ def publish_head(header: int, head: bytes | bytearray) -> tuple[str, int, int]:
         raise ValueError("PUBLISH too short for its topic and packet id")
     mid = (head[end] << 8) | head[end + 1] if qos else 0
     return head[2:end].decode("utf-8", "replace"), mid, qos
+
+
+def head_room(head: bytes | bytearray) -> int:
+    """Bytes still to read of a PUBLISH's head, given its first bytes: the
+    topic's length, the topic and a packet id (two bytes more than a QoS 0
+    PUBLISH has, which only means two payload bytes are kept)."""
+    if len(head) < 2:
+        return 2 - len(head)
+    return 4 + ((head[0] << 8) | head[1]) - len(head)
 
 
 def varint(data: bytes | bytearray, pos: int) -> tuple[int, int] | None:
@@ -186,15 +210,31 @@ class IngestClient(mqtt.Client):
         )
 
     def _sock_recv(self, bufsize: int) -> bytes:
-        data = super()._sock_recv(bufsize)
-        if data and self._oversized():
-            # Keep the head (topic, packet id); count the rest as read and drop it.
-            # At least one byte goes back: paho takes an empty read for a closed socket.
-            inp = self._in_packet
-            keep = data[: max(1, HEAD_KEEP - len(inp["packet"]))]
-            inp["to_process"] -= len(data) - len(keep)
-            return keep
-        return data
+        if not self._oversized():
+            return super()._sock_recv(bufsize)
+        # A PUBLISH too large to keep: read its head (topic, packet id), then
+        # skip the rest without copying it, counting it as read. At least one
+        # byte goes back each time: paho takes an empty read for a closed socket.
+        inp = self._in_packet
+        room = head_room(inp["packet"])
+        if room > 0:
+            return super()._sock_recv(min(bufsize, room))
+        sock = self._sock
+        if not isinstance(sock, BufferedSocket):
+            data = super()._sock_recv(bufsize)
+            inp["to_process"] -= max(0, len(data) - 1)
+            return data[:1]
+        try:
+            n = sock.discard(bufsize)
+        except ssl.SSLWantReadError as err:
+            raise BlockingIOError() from err
+        except ssl.SSLWantWriteError as err:
+            self._call_socket_register_write()
+            raise BlockingIOError() from err
+        if n == 0:
+            return b""
+        inp["to_process"] -= n - 1
+        return b"\0"
 
     def _handle_publish(self) -> MQTTErrorCode:
         header = self._in_packet["command"]

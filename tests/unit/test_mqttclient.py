@@ -11,7 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.mqttclient import HEAD_KEEP, BufferedSocket, IngestClient, split_publish
+from ingest.mqttclient import HEAD_KEEP, BufferedSocket, IngestClient, head_room, split_publish
 
 
 def publish_body(topic: str, payload: bytes, mid: int | None, props: bytes = b"\x00") -> bytes:
@@ -86,6 +86,34 @@ def test_buffered_socket_serves_small_reads_from_one_recv() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_buffered_socket_discards_without_handing_out() -> None:
+    a, b = socket.socketpair()
+    try:
+        a.sendall(b"0123456789" * 10)
+        buffered = BufferedSocket(b, read_size=64)
+        assert buffered.recv(4) == b"0123"
+        assert buffered.discard(100) == 60  # what is buffered first, never past it
+        assert buffered.discard(30) == 30  # then from the socket, at most what was asked
+        assert buffered.recv(3) == b"456"  # the next bytes are where the discard ended (94)
+        b.setblocking(False)
+        assert buffered.discard(100) == 3
+        with pytest.raises(BlockingIOError):
+            buffered.discard(1)
+        a.close()
+        assert buffered.discard(1) == 0  # end of stream
+    finally:
+        a.close()
+        b.close()
+
+
+def test_head_room_is_the_topic_and_packet_id_still_to_read() -> None:
+    body = publish_body("campus/a/power/m1", b"x" * 1000, 7)
+    assert head_room(b"") == 2 and head_room(body[:1]) == 1  # the topic's length first
+    head = 2 + len("campus/a/power/m1") + 2
+    assert head_room(body[:2]) == head - 2
+    assert head_room(body[:head]) == 0
 
 
 def test_buffered_socket_passes_everything_else_through() -> None:
