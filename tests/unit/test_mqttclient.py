@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterator
 
 import pytest
 from paho.mqtt.client import MQTTv5
@@ -67,45 +68,51 @@ def test_invalid_utf8_topic_is_replaced_so_the_decoder_can_refuse_it() -> None:
     assert "\ufffd" in topic
 
 
-def test_buffered_socket_serves_small_reads_from_one_recv() -> None:
+@pytest.fixture
+def hundred_bytes() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A socket pair whose reading end holds ``b"0123456789" * 10``."""
     a, b = socket.socketpair()
     try:
         a.sendall(b"0123456789" * 10)
-        buffered = BufferedSocket(b, read_size=64)
-        assert buffered.recv(1) == b"0"
-        assert buffered.pending() == 63  # one recv of 64 bytes, one handed out
-        assert buffered.recv(10) == b"1234567890"
-        assert buffered.recv(100) == b"1234567890" * 5 + b"123"  # never past what was read
-        assert buffered.pending() == 0
-        assert buffered.recv(100) == b"456789" + b"0123456789" * 3  # the rest, from the socket
-        b.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            buffered.recv(1)
-        a.close()
-        assert buffered.recv(1) == b""  # end of stream, as a socket reports it
+        yield a, b
     finally:
         a.close()
         b.close()
 
 
-def test_buffered_socket_discards_without_handing_out() -> None:
-    a, b = socket.socketpair()
-    try:
-        a.sendall(b"0123456789" * 10)
-        buffered = BufferedSocket(b, read_size=64)
-        assert buffered.recv(4) == b"0123"
-        assert buffered.discard(100) == 60  # what is buffered first, never past it
-        assert buffered.discard(30) == 30  # then from the socket, at most what was asked
-        assert buffered.recv(3) == b"456"  # the next bytes are where the discard ended (94)
-        b.setblocking(False)
-        assert buffered.discard(100) == 3
-        with pytest.raises(BlockingIOError):
-            buffered.discard(1)
-        a.close()
-        assert buffered.discard(1) == 0  # end of stream
-    finally:
-        a.close()
-        b.close()
+def test_buffered_socket_serves_small_reads_from_one_recv(
+    hundred_bytes: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = hundred_bytes
+    buffered = BufferedSocket(b, read_size=64)
+    assert buffered.recv(1) == b"0"
+    assert buffered.pending() == 63  # one recv of 64 bytes, one handed out
+    assert buffered.recv(10) == b"1234567890"
+    assert buffered.recv(100) == b"1234567890" * 5 + b"123"  # never past what was read
+    assert buffered.pending() == 0
+    assert buffered.recv(100) == b"456789" + b"0123456789" * 3  # the rest, from the socket
+    b.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        buffered.recv(1)
+    a.close()
+    assert buffered.recv(1) == b""  # end of stream, as a socket reports it
+
+
+def test_buffered_socket_discards_without_handing_out(
+    hundred_bytes: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = hundred_bytes
+    buffered = BufferedSocket(b, read_size=64)
+    assert buffered.recv(4) == b"0123"
+    assert buffered.discard(100) == 60  # what is buffered first, never past it
+    assert buffered.discard(30) == 30  # then from the socket, at most what was asked
+    assert buffered.recv(3) == b"456"  # the next bytes are where the discard ended (94)
+    b.setblocking(False)
+    assert buffered.discard(100) == 3
+    with pytest.raises(BlockingIOError):
+        buffered.discard(1)
+    a.close()
+    assert buffered.discard(1) == 0  # end of stream
 
 
 def test_head_room_is_the_topic_and_packet_id_still_to_read() -> None:
